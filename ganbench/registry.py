@@ -42,8 +42,8 @@ class Registry(Generic[T]):
             raise UnknownName(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.5)
-        hint = f"did you mean: {', '.join(close)}?" if close else f"known: {', '.join(sorted(self._items))}"
+        close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.0)
+        hint = f"did you mean: {', '.join(close)}?" if close else "none is registered"
         return f"unknown {self.kind} {name!r}; {hint}"
 
     def origin(self, name: str) -> str:

@@ -1,0 +1,218 @@
+"""The command line: thin commands that call one library function and render what it returns.
+
+A ``GanbenchError`` (a user's mistake or a missing resource) becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ganbench.errors import GanbenchError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _friendly(fn):
+    """Turn a GanbenchError into one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GanbenchError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+def _print_table(title: str, rows: list[dict], columns: list[str]) -> None:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(_fmt(r.get(c, "")) for c in columns))
+    console.print(table)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    return str(v)
+
+
+@click.group()
+@click.version_option(package_name="ganbench")
+def main():
+    """ganbench: train the DCGAN paper's network and its rule-breaking variants under one protocol,
+    over seeds, and say rule by rule whether the evidence holds."""
+
+
+# ---- list / show ------------------------------------------------------------------------------------
+
+
+def list_rows(what: str) -> tuple[list[dict], list[str]]:
+    from ganbench.plugins import catalog
+
+    cat = catalog()
+    if what == "variants":
+        rows = [{"name": v.name, "rule": v.rule, "description": v.description, "plugin": cat.variants.origin(v.name),
+                 "expects": dict(v.expects)} for v in cat.variants]
+        return rows, ["name", "rule", "description", "plugin"]
+    if what == "datasets":
+        rows = [{"name": d.name, "description": d.description, "classes": d.num_classes, "plugin": cat.datasets.origin(d.name)}
+                for d in cat.datasets]
+        return rows, ["name", "description", "classes", "plugin"]
+    if what == "metrics":
+        rows = [{"name": m.name, "description": m.description, "when": m.when, "outputs": sorted(m.outputs),
+                 "plugin": cat.metrics.origin(m.name)} for m in cat.metrics]
+        return rows, ["name", "description", "when", "outputs", "plugin"]
+    if what == "protocols":
+        rows = [{"name": p.name, "description": p.description, "dataset": p.dataset, "resolution": p.resolution,
+                 "steps": p.steps, "plugin": cat.protocols.origin(p.name)} for p in cat.protocols]
+        return rows, ["name", "description", "dataset", "resolution", "steps", "plugin"]
+    rows = cat.plugins()
+    return rows, ["name", "distribution", "version", "module", "hooks"]
+
+
+@main.command("list")
+@click.argument("what", default="variants", type=click.Choice(["variants", "datasets", "metrics", "protocols", "plugins"]))
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+@_friendly
+def list_cmd(what: str, fmt: str):
+    """List the registered variants, data sets, metrics, protocols or plugins."""
+    rows, columns = list_rows(what)
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        _print_table(what, rows, columns)
+
+
+def describe_variant(name: str, resolution: int, width: int, channels: int, z_dim: int = 100) -> dict:
+    """Layers, shapes, parameters and FLOPs per image of a variant's G and D."""
+    import torch
+
+    from ganbench.arch import ArchSpec, count_params, flops_per_image, layer_table
+    from ganbench.plugins import catalog
+
+    variant = catalog().variants.get(name)
+    base = ArchSpec(resolution=resolution, channels=channels, g_width=width, d_width=width, z_dim=z_dim)
+    spec = variant.arch_spec(base)
+    G, D = variant.build(base)
+    z = torch.randn(2, spec.z_dim)
+    x = torch.randn(2, spec.channels, spec.resolution, spec.resolution)
+    return {
+        "variant": name, "rule": variant.rule, "description": variant.description, "arch": spec.__dict__,
+        "g_params": count_params(G), "d_params": count_params(D),
+        "g_flops": flops_per_image(G, z), "d_flops": flops_per_image(D, x),
+        "layers": {"G": layer_table(G, z), "D": layer_table(D, x)},
+    }
+
+
+@main.command()
+@click.argument("variant")
+@click.option("--resolution", default=64, show_default=True, type=click.Choice(["16", "32", "64", "128"]))
+@click.option("--width", default=128, show_default=True, type=click.IntRange(min=1), help="G's last / D's first stage channels")
+@click.option("--channels", default=3, show_default=True, type=click.Choice(["1", "3"]))
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+@_friendly
+def show(variant: str, resolution: str, width: int, channels: str, fmt: str):
+    """Show a variant's layers, output shapes, parameters and FLOPs per image."""
+    info = describe_variant(variant, int(resolution), width, int(channels))
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    console.print(f"[bold]{info['variant']}[/] ({info['rule']}): {info['description']}")
+    for net in ("G", "D"):
+        table = Table(title=f"{net}: {info[net.lower() + '_params']:,} parameters, "
+                            f"{info[net.lower() + '_flops'] / 1e6:,.1f} MFLOPs per image")
+        for c in ("module", "type", "output", "params"):
+            table.add_column(c, justify="right" if c == "params" else "left")
+        for r in info["layers"][net]:
+            table.add_row(r["module"], r["type"], " x ".join(map(str, r["output"])), f"{r['params']:,}")
+        console.print(table)
+
+
+# ---- run --------------------------------------------------------------------------------------------
+
+
+class RichObserver:
+    """One progress bar over the suite and one over the current run's steps."""
+
+    def __init__(self, progress: Progress, n_runs: int):
+        self.progress = progress
+        self.suite_task = progress.add_task("suite", total=n_runs, stats="")
+        self.run_task = None
+
+    def started(self, spec) -> None:
+        if self.run_task is not None:
+            self.progress.remove_task(self.run_task)
+        self.run_task = self.progress.add_task(f"{spec.variant} seed {spec.seed}", total=spec.protocol.steps, stats="")
+
+    def step(self, spec, step: int, row: dict) -> None:
+        stats = ""
+        if row:
+            stats = " ".join(f"{k}={row[k]:.3g}" for k in ("g_loss", "d_loss", "train_ips", "fid") if k in row)
+        self.progress.update(self.run_task, completed=step, **({"stats": stats} if stats else {}))
+
+    def done(self, result) -> None:
+        self.progress.advance(self.suite_task)
+
+
+@main.command()
+@click.option("--variant", "variants", multiple=True, help="a variant name, R1..R6 for a rule's variants, * for all (repeatable)")
+@click.option("--suite", "suite_file", type=click.Path(dir_okay=False), help="a suite TOML file (variants, seeds, protocol)")
+@click.option("--protocol", default="quick", show_default=True, help="a preset name or a protocol TOML file")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a protocol key (repeatable)")
+@click.option("--seeds", type=click.IntRange(min=1), help="run seeds 0..N-1 (default: the protocol's)")
+@click.option("--seed", "seed_list", multiple=True, type=int, help="run this seed (repeatable)")
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="training device (default: the protocol's, auto)")
+@click.option("--data-root", type=click.Path(file_okay=False), help="where data sets live (default: $GANBENCH_DATA, else ~/.cache/ganbench/data)")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="runs at a time in worker processes")
+@click.option("--executor", default="local", show_default=True, help="local (in-process, or a process pool with --jobs)")
+@_friendly
+def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, device, data_root, jobs, executor):
+    """Train variants over seeds under one protocol; complete runs are skipped, interrupted ones resume."""
+    from ganbench.executors import make_executor
+    from ganbench.suite import load_suite, make_suite
+
+    overrides = list(overrides) + ([f'device="{device}"'] if device else [])
+    if suite_file:
+        suite = load_suite(suite_file, overrides)
+        if variants:
+            from ganbench.suite import expand_variants
+            suite = type(suite)(suite.protocol, expand_variants(variants), suite.seeds)
+    else:
+        suite = make_suite(protocol, variants, None, overrides)
+    if seed_list:
+        suite = type(suite)(suite.protocol, suite.variants, tuple(seed_list))
+    elif seeds:
+        suite = type(suite)(suite.protocol, suite.variants, tuple(range(seeds)))
+    specs = suite.plan(Path(results), data_root)
+    ex = make_executor(executor, jobs)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[stats]}"))
+    t0 = time.perf_counter()
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        outcomes = ex.run(specs, RichObserver(progress, len(specs)))
+    rows = [{"variant": o.spec.variant, "seed": o.spec.seed, "status": o.status, "seconds": round(o.wall_s, 1),
+             "error": o.error} for o in outcomes]
+    _print_table(f"{suite.protocol.name}: {len(specs)} runs in {time.perf_counter() - t0:.0f} s -> {results}",
+                 rows, ["variant", "seed", "status", "seconds", "error"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Suites and plans: which variants, which seeds, under which protocol -> one RunSpec per (variant, seed).
+
+A suite file is TOML::
+
+    variants = ["dcgan", "no-bn", "bn-all"]   # or ["*"] for every registered variant, ["R2"] for a rule's
+    seeds = 3                                # or a list: [0, 1, 2]
+    [protocol]
+    base = "quick"                           # a preset; the other keys override it
+    # results go to RESULTS/<name>/, where name defaults to the suite file's stem
+    steps = 400
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ganbench.errors import GanbenchError
+from ganbench.plugins import catalog
+from ganbench.protocol import Protocol, ProtocolError, apply, apply_overrides, load_toml, resolve
+from ganbench.results import RunSpec
+
+SUITE_KEYS = ("variants", "seeds", "protocol")
+
+
+@dataclass(frozen=True)
+class Suite:
+    protocol: Protocol
+    variants: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+    def plan(self, results: Path, data_root: str | None = None) -> list[RunSpec]:
+        return [RunSpec(self.protocol, v, s, Path(results), data_root) for v in self.variants for s in self.seeds]
+
+
+def expand_variants(names: Iterable[str]) -> tuple[str, ...]:
+    """Variant names, with ``*`` for all and ``R1``..``R6`` for a rule's variants; unknown names raise
+    UnknownName with the closest ones."""
+    reg = catalog().variants
+    out: list[str] = []
+    for name in names:
+        if name == "*":
+            picked = reg.names()
+        elif name in {v.rule for v in reg}:
+            picked = [v.name for v in reg if v.rule == name]
+        else:
+            picked = [reg.get(name).name]
+        out += [n for n in picked if n not in out]
+    return tuple(out)
+
+
+def seed_list(seeds: int | Sequence[int] | None, default: int) -> tuple[int, ...]:
+    if seeds is None:
+        return tuple(range(default))
+    if isinstance(seeds, int):
+        return tuple(range(seeds))
+    return tuple(seeds)
+
+
+def load_suite(path: str | Path, overrides: Iterable[str] = ()) -> Suite:
+    path = Path(path)
+    data = load_toml(path)
+    for key in data:
+        if key not in SUITE_KEYS:
+            raise ProtocolError(f"{path}: unknown suite key {key!r}; allowed: {', '.join(SUITE_KEYS)}")
+    if "variants" not in data or not isinstance(data["variants"], list):
+        raise ProtocolError(f"{path}: 'variants' must be a list of variant names, e.g. [\"dcgan\", \"no-bn\"]")
+    seeds = data.get("seeds")
+    if seeds is not None and not (isinstance(seeds, int) or (isinstance(seeds, list) and all(isinstance(s, int) for s in seeds))):
+        raise ProtocolError(f"{path}: 'seeds' must be a number of seeds or a list of integers")
+    table = dict(data.get("protocol", {}))
+    base_name = table.pop("base", "quick")
+    proto = apply(resolve(base_name), {"name": path.stem, **table}, source=str(path))  # results/<suite name>/
+    proto = apply_overrides(proto, overrides)
+    return Suite(proto, expand_variants(data["variants"]), seed_list(seeds, proto.seeds))
+
+
+def make_suite(protocol: str, variants: Sequence[str], seeds: int | Sequence[int] | None,
+               overrides: Iterable[str] = ()) -> Suite:
+    if not variants:
+        raise GanbenchError("nothing to run: give --variant NAME (repeatable) or --suite FILE")
+    proto = resolve(protocol, overrides)
+    return Suite(proto, expand_variants(variants), seed_list(seeds, proto.seeds))

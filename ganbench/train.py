@@ -1,0 +1,313 @@
+"""The trainer: one variant, one seed, one protocol -> one run record.
+
+The paper's setting: the non-saturating GAN loss (BCE with logits), one D update then one G update per
+step on the same fake batch, Adam per the variant, init per the variant. Everything random in training is
+derived from the seed without hidden state: batch ``s`` reads positions ``s*B .. s*B+B-1`` of a stream of
+per-epoch permutations seeded by (seed, epoch), and its noise comes from a generator seeded by (seed, s).
+So the same seed gives the same losses bit for bit on a CPU, and a run resumed from a checkpoint continues
+exactly as if it had never stopped.
+
+Data stays one uint8 tensor (on the training device) and is converted per batch; losses and statistics
+are accumulated on the device and read once per evaluation.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision.utils import save_image
+
+from ganbench import metrics as metrics_mod
+from ganbench import results as store
+from ganbench.data import dataset_spec, load_dataset, to_float, to_uint8
+from ganbench.errors import GanbenchError
+from ganbench.plugins import catalog
+from ganbench.results import RunSpec
+
+N_FIXED = 64          # images in the fixed-z sample grid
+CHECKPOINT_VERSION = 1
+
+# Statistics accumulated over the steps between two evaluations (summed on the device, averaged at read).
+STEP_STATS = ("g_loss", "d_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm")
+
+Progress = Callable[[int, dict], None]   # (step, latest statistics) -> None
+
+
+@dataclass
+class RunResult:
+    spec: RunSpec
+    status: str            # "complete", "diverged", "failed", or "skipped" when it was already done
+    wall_s: float
+    error: str = ""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise GanbenchError("--device cuda: no CUDA device is available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng(*key: int) -> torch.Generator:
+    """A CPU generator seeded by a tuple of integers (seed, purpose, step ...)."""
+    g = torch.Generator()
+    g.manual_seed(int.from_bytes(np.random.SeedSequence(list(key)).generate_state(2, np.uint32).tobytes(), "little"))
+    return g
+
+
+PURPOSE_DATA, PURPOSE_NOISE, PURPOSE_FIXED, PURPOSE_SAMPLE = 1, 2, 3, 4
+
+
+class BatchStream:
+    """Batch ``s`` = positions s*B .. s*B+B-1 of the concatenation of per-epoch permutations."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.b, self.seed = n, batch_size, seed
+        self._perms: dict[int, torch.Tensor] = {}
+
+    def _perm(self, epoch: int) -> torch.Tensor:
+        if epoch not in self._perms:
+            self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
+            self._perms[epoch] = torch.randperm(self.n, generator=_rng(self.seed, PURPOSE_DATA, epoch))
+        return self._perms[epoch]
+
+    def indices(self, step: int) -> torch.Tensor:
+        start = step * self.b
+        parts, pos = [], start
+        while pos < start + self.b:
+            epoch, offset = divmod(pos, self.n)
+            take = min(self.n - offset, start + self.b - pos)
+            parts.append(self._perm(epoch)[offset:offset + take])
+            pos += take
+        return torch.cat(parts)
+
+
+def _grad_norm(net: torch.nn.Module) -> torch.Tensor:
+    return torch.nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None])
+
+
+class Trainer:
+    """Trains one run; ``run()`` returns its result and leaves its record in ``spec.run_dir``."""
+
+    def __init__(self, spec: RunSpec, progress: Progress | None = None):
+        self.spec = spec
+        self.protocol = p = spec.protocol
+        self.progress = progress
+        self.variant = catalog().variants.get(spec.variant)
+        self.dataset = dataset_spec(p.dataset)
+        self.device = resolve_device(p.device)
+        self.dir = spec.run_dir
+        if p.threads:
+            torch.set_num_threads(p.threads)
+
+    # -- set-up ----------------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        p, spec = self.protocol, self.spec
+        load = dict(resolution=p.resolution, channels=p.channels, root=spec.data_root, seed=p.data_seed)
+        self.train_set = load_dataset(p.dataset, split="train", **load)
+        self.reference = load_dataset(p.dataset, split=p.reference_split, **load)
+        self.data = self.train_set.images.to(self.device)          # uint8 on the training device
+        seed_everything(spec.seed)
+        self.arch = self.variant.arch_spec(p.arch())
+        self.G, self.D = (net.to(self.device) for net in self.variant.build(p.arch()))
+        o, scale = self.variant.optim, p.lr_scale
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.g.lr * scale, betas=o.g.betas)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=o.d.lr * scale, betas=o.d.betas)
+        self.stream = BatchStream(len(self.data), p.batch_size, spec.seed)
+        self.z_fixed = torch.randn(N_FIXED, p.z_dim, generator=_rng(spec.seed, PURPOSE_FIXED)).to(self.device)
+        self.step = 0
+        self.history: list[dict] = []
+        self.fixed_history: list[torch.Tensor] = []
+        self.train_time = 0.0
+
+    def _checkpoint_path(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    def _save_checkpoint(self) -> None:
+        state = {
+            "version": CHECKPOINT_VERSION, "run_id": self.spec.run_id, "step": self.step,
+            "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
+            "history": self.history, "fixed_history": self.fixed_history, "train_time": self.train_time,
+        }
+        with store.atomic_path(self._checkpoint_path()) as tmp:
+            torch.save(state, tmp)
+
+    def _load_checkpoint(self) -> bool:
+        path = self._checkpoint_path()
+        if not path.exists():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state.get("run_id") != self.spec.run_id:
+            return False
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step, self.history = state["step"], state["history"]
+        self.fixed_history, self.train_time = state["fixed_history"], state["train_time"]
+        return True
+
+    # -- the step --------------------------------------------------------------------------------------
+
+    def _train_step(self, step: int, acc: torch.Tensor) -> None:
+        p = self.protocol
+        x = to_float(self.data[self.stream.indices(step).to(self.device)])
+        z = torch.randn(p.batch_size, p.z_dim, generator=_rng(self.spec.seed, PURPOSE_NOISE, step)).to(self.device)
+        ones = torch.ones(p.batch_size, device=self.device)
+        zeros = torch.zeros(p.batch_size, device=self.device)
+
+        # D: maximise log D(x) + log(1 - D(G(z)))
+        self.opt_d.zero_grad(set_to_none=True)
+        fake = self.G(z)
+        d_real, d_fake = self.D(x), self.D(fake.detach())
+        d_loss = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
+        d_loss.backward()
+        d_norm = _grad_norm(self.D)
+        self.opt_d.step()
+
+        # G: the non-saturating loss, maximise log D(G(z)), on the same fake batch
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss = F.binary_cross_entropy_with_logits(self.D(fake), ones)
+        g_loss.backward()
+        g_norm = _grad_norm(self.G)
+        self.opt_g.step()
+
+        with torch.no_grad():
+            acc += torch.stack([g_loss, d_loss, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean(),
+                                g_norm, d_norm]).detach()
+
+    # -- evaluation ------------------------------------------------------------------------------------
+
+    def _sampler(self, step: int) -> Callable[[int], torch.Tensor]:
+        """n -> n images from a copy of G in training mode (batch statistics, as G is trained), in batches
+        of the protocol's size; G's own BN statistics are left untouched. The same step gives the same images."""
+        G = copy.deepcopy(self.G).train()
+        p = self.protocol
+
+        def sample(n: int) -> torch.Tensor:
+            gen = _rng(self.spec.seed, PURPOSE_SAMPLE, step)
+            out = []
+            with torch.no_grad():
+                for start in range(0, n, p.batch_size):
+                    m = min(p.batch_size, n - start)
+                    z = torch.randn(max(m, 2), p.z_dim, generator=gen).to(self.device)
+                    out.append(G(z)[:m].float().cpu())
+            return torch.cat(out)
+
+        return sample
+
+    def _evaluate(self, acc: torch.Tensor, n_steps: int, images: int, elapsed: float, final: bool,
+                  diverged: bool) -> dict:
+        means = (acc / max(n_steps, 1)).tolist()
+        row = {"step": self.step, "images_seen": self.step * self.protocol.batch_size,
+               **dict(zip(STEP_STATS, means)),
+               "train_ips": images / elapsed if elapsed > 0 else math.nan}
+        with torch.no_grad():
+            fixed = copy.deepcopy(self.G).train()(self.z_fixed).float().cpu()
+        ctx = metrics_mod.EvalContext(
+            protocol=self.protocol, dataset=self.dataset, sample=self._sampler(self.step),
+            reference=self.reference, fixed=fixed, fixed_history=list(self.fixed_history),
+            history=self.history + [row], step=self.step, final=final, device=self.device,
+            generator=self.G, discriminator=self.D, arch=self.arch, diverged=diverged,
+        )
+        if diverged:  # nothing to score: G's weights are no longer finite
+            row["diverged"] = 1.0
+        else:
+            row.update(metrics_mod.evaluate(ctx, self.protocol.metrics))
+        self.history.append(row)
+        self.fixed_history.append(to_uint8(fixed))
+        if torch.isfinite(fixed).all():
+            with store.atomic_path(self.dir / "samples" / f"step-{self.step:07d}.png") as tmp:
+                save_image(fixed, tmp, nrow=8, normalize=True, value_range=(-1, 1))
+        return row
+
+    # -- the run ---------------------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        t0 = time.perf_counter()
+        spec, p = self.spec, self.protocol
+        self._setup()
+        resumed = self._load_checkpoint()
+        store.write_json(self.dir / "spec.json", {
+            "schema": store.SCHEMA_VERSION, "run_id": spec.run_id, "protocol": p.to_dict(),
+            "variant": {"name": self.variant.name, "rule": self.variant.rule,
+                        "description": self.variant.description, "claim": self.variant.claim,
+                        "expects": dict(self.variant.expects), "optim": self.variant.optim},
+            "arch": self.arch, "seed": spec.seed, "dataset": {"name": self.dataset.name, "family": self.dataset.family},
+            "environment": store.environment(str(self.device)),
+        })
+        store.write_json(self.dir / "summary.json", {"status": "running", "step": self.step, "resumed": resumed})
+
+        status = "complete"
+        eval_steps = [s for s in p.eval_steps() if s > self.step]
+        while eval_steps:
+            target = eval_steps.pop(0)
+            acc = torch.zeros(len(STEP_STATS), device=self.device)
+            start_step, t = self.step, time.perf_counter()
+            for step in range(start_step, target):
+                self._train_step(step, acc)
+                self.step = step + 1
+                if self.progress:
+                    self.progress(self.step, {})
+            if self.device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - t
+            self.train_time += elapsed
+            diverged = not bool(torch.isfinite(acc).all())
+            final = diverged or not eval_steps
+            row = self._evaluate(acc, self.step - start_step, (self.step - start_step) * p.batch_size,
+                                 elapsed, final=final, diverged=diverged)
+            if self.progress:
+                self.progress(self.step, row)
+            self._save_checkpoint()
+            store.write_jsonl(self.dir / "metrics.jsonl", self.history)
+            if diverged:
+                status = "diverged"
+                break
+
+        wall = time.perf_counter() - t0
+        final_row = self.history[-1] if self.history else {}
+        store.write_json(self.dir / "summary.json", {
+            "schema": store.SCHEMA_VERSION, "run_id": spec.run_id, "status": status, "step": self.step,
+            "steps": p.steps, "train_seconds": self.train_time, "wall_seconds_last_session": wall,
+            "resumed": resumed, "final": final_row,
+        })
+        return RunResult(spec, status, wall)
+
+
+def run_one(spec: RunSpec, progress: Progress | None = None) -> RunResult:
+    """Train a run unless it is already a result; never raises for a run that fails while training
+    (the failure is recorded), but does raise for a user's mistake (unknown names, missing data)."""
+    t0 = time.perf_counter()
+    store.check_identity(spec)
+    with store.run_lock(spec.run_dir):
+        if store.status(spec.run_dir) in store.DONE:
+            return RunResult(spec, "skipped", 0.0)
+        trainer = Trainer(spec, progress)   # resolves names: user mistakes raise before training
+        try:
+            return trainer.run()
+        except GanbenchError:
+            raise
+        except Exception as exc:  # a crash inside training is a result of that run, not of the suite
+            error = f"{type(exc).__name__}: {exc}"
+            store.write_json(spec.run_dir / "summary.json", {
+                "schema": store.SCHEMA_VERSION, "run_id": spec.run_id, "status": "failed", "error": error})
+            return RunResult(spec, "failed", time.perf_counter() - t0, error)

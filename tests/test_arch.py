@@ -1,0 +1,92 @@
+import pytest
+import torch
+from torch import nn
+
+from ganbench.arch import ArchSpec, Maxout, build, count_params, flops_per_image, layer_table
+from ganbench.errors import SpecError
+
+
+def test_pytorch_example_parameter_counts():
+    # the well-known PyTorch DCGAN example: ngf = ndf = 64, nz = 100, 64 px RGB, conv-transpose input, conv head
+    spec = ArchSpec(resolution=64, channels=3, g_width=64, d_width=64, g_input="convt", d_head="conv")
+    G, D = build(spec)
+    assert count_params(G) == 3_576_704
+    assert count_params(D) == 2_765_568
+
+
+def test_paper_shapes_at_64px():
+    G, D = build(ArchSpec())
+    rows = layer_table(G, torch.randn(1, 100))
+    shapes = [r["output"] for r in rows if r["type"] in ("Unflatten", "ConvTranspose2d")]
+    assert shapes == [[1024, 4, 4], [512, 8, 8], [256, 16, 16], [128, 32, 32], [3, 64, 64]]
+    d_shapes = [r["output"] for r in layer_table(D, torch.randn(1, 3, 64, 64)) if r["type"] == "Conv2d"]
+    assert d_shapes == [[128, 32, 32], [256, 16, 16], [512, 8, 8], [1024, 4, 4]]  # mirrored
+
+
+@pytest.mark.parametrize("resolution", [16, 32, 64, 128])
+def test_smaller_resolutions_drop_stages(resolution):
+    G, D = build(ArchSpec(resolution=resolution, g_width=8, d_width=8))
+    n_up = sum(isinstance(m, nn.ConvTranspose2d) for m in G.modules())
+    assert n_up == ArchSpec(resolution=resolution).stages
+    x = G(torch.randn(2, 100))
+    assert x.shape == (2, 3, resolution, resolution)
+    assert D(x).shape == (2,)
+
+
+def test_maxout_widens_the_layer_before_it():
+    m = Maxout(3)
+    x = torch.arange(12.0).reshape(1, 6, 1, 2)
+    assert m(x).shape == (1, 2, 1, 2)
+    assert m(x)[0, :, 0, 0].tolist() == [4.0, 10.0]  # max over channels {0,1,2} and {3,4,5}
+    G, _ = build(ArchSpec(resolution=16, g_width=4, d_width=4, g_act="maxout", maxout_k=3))
+    convs = [m for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert convs[0].out_channels == 4 * 3
+
+
+def test_kernel_size_odd_and_even_keep_shapes():
+    for k in (3, 4, 5, 6):
+        G, D = build(ArchSpec(resolution=32, g_width=4, d_width=4, kernel=k))
+        x = G(torch.randn(2, 100))
+        assert x.shape == (2, 3, 32, 32)
+        assert D(x).shape == (2,)
+
+
+def test_bn_placement_layer_by_layer():
+    spec = ArchSpec(resolution=16, g_width=4, d_width=4, g_bn=(True, False, True), d_bn=(False, True))
+    G, D = build(spec)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in G.output)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in G.up1)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in G.project)
+    with pytest.raises(SpecError, match="g_bn has 2 entries"):
+        build(ArchSpec(resolution=16, g_bn=(True, False)))
+
+
+def test_init_schemes():
+    G, _ = build(ArchSpec(resolution=32, g_width=32, init="dcgan"))
+    w = torch.cat([m.weight.flatten() for m in G.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert abs(w.std().item() - 0.02) < 0.002
+    bn = torch.cat([m.weight for m in G.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert abs(bn.mean().item() - 1.0) < 0.01 and bn.std().item() > 0.01
+    torch.manual_seed(0)
+    G2, _ = build(ArchSpec(resolution=32, g_width=32, init="default"))
+    bn2 = torch.cat([m.weight for m in G2.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert torch.all(bn2 == 1.0)  # PyTorch's default BN weight
+
+
+@pytest.mark.parametrize("field,value", [("resolution", 48), ("channels", 2), ("g_act", "gelu"),
+                                         ("d_head", "attention"), ("g_bn", "some")])
+def test_bad_spec_names_field_and_allowed(field, value):
+    with pytest.raises(SpecError, match=f"ArchSpec.{field}"):
+        ArchSpec(**{field: value})
+
+
+def test_conv_head_refuses_fc_hidden():
+    with pytest.raises(SpecError, match="fc_hidden"):
+        ArchSpec(d_head="conv", fc_hidden=1)
+
+
+def test_flops_counted_and_scale_with_width():
+    small = flops_per_image(build(ArchSpec(resolution=32, g_width=8))[0], torch.randn(1, 100))
+    large = flops_per_image(build(ArchSpec(resolution=32, g_width=16))[0], torch.randn(1, 100))
+    assert small > 0
+    assert 3.0 < large / small < 4.1  # conv FLOPs grow with the square of the width

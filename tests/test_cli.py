@@ -1,0 +1,64 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from ganbench.cli import main
+from ganbench.variants import VARIANTS
+
+
+def _json(*args):
+    r = CliRunner().invoke(main, [*args, "--format", "json"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)
+
+
+def test_list_variants_json_has_every_builtin_with_its_plugin():
+    rows = _json("list", "variants")
+    by_name = {r["name"]: r for r in rows}
+    for v in VARIANTS:
+        assert by_name[v.name]["rule"] == v.rule
+        assert by_name[v.name]["description"] == v.description
+        assert by_name[v.name]["plugin"] == "ganbench.variants"
+
+
+@pytest.mark.parametrize("what,name", [("datasets", "digits"), ("protocols", "smoke"), ("metrics", "quality")])
+def test_list_other_registries(what, name):
+    assert name in {r["name"] for r in _json("list", what)}
+
+
+def test_list_plugins_shows_builtins_and_hooks():
+    rows = {r["name"]: r for r in _json("list", "plugins")}
+    assert rows["ganbench.variants"]["hooks"] == ["ganbench_variants"]
+    assert rows["ganbench.data"]["hooks"] == ["ganbench_datasets"]
+
+
+def test_list_table_renders():
+    r = CliRunner().invoke(main, ["list"])
+    assert r.exit_code == 0 and "no-bn-gen-output" in r.output
+
+
+def test_show_json_matches_pytorch_example_shape_counts():
+    info = _json("show", "g-conv-input", "--resolution", "64", "--width", "64", "--channels", "3")
+    assert info["g_params"] == 3_576_704 - 0  # conv-transpose input, linear head: G equals the example's
+    assert info["g_flops"] > 0 and info["d_flops"] > 0
+    assert info["layers"]["G"][-1]["output"] == [3, 64, 64]
+    assert {"g_params", "d_params", "g_flops", "d_flops", "layers"} <= set(info)
+
+
+def test_show_table_lists_layers():
+    r = CliRunner().invoke(main, ["show", "d-maxpool", "--resolution", "32", "--width", "16", "--channels", "1"])
+    assert r.exit_code == 0, r.output
+    assert "MaxPool2d" in r.output and "parameters" in r.output
+
+
+def test_show_unknown_variant_exits_2_with_close_names():
+    r = CliRunner().invoke(main, ["show", "no-bn-gen-outptu"])
+    assert r.exit_code == 2
+    assert r.output.strip().count("\n") == 0
+    assert "no-bn-gen-output" in r.output and "Traceback" not in r.output
+
+
+def test_show_no_such_variant():
+    r = CliRunner().invoke(main, ["show", "no-such-variant"])
+    assert r.exit_code == 2 and r.output.startswith("error: unknown variant 'no-such-variant'")

@@ -1,0 +1,163 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ganbench.cli import main
+from ganbench.protocol import resolve
+from ganbench.results import RunLocked, RunSpec, read_jsonl, run_lock
+from ganbench.train import BatchStream, run_one
+
+# values that measure the machine, not the run: they differ between two identical runs
+TIMING = {"train_ips", "sample_ips", "peak_mem_mb", "metrics_seconds"}
+
+
+def _series(run_dir: Path) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in read_jsonl(run_dir / "metrics.jsonl")]
+
+
+def _invoke(*args):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_smoke_run_leaves_a_complete_record_and_is_skipped_next_time(tmp_path):
+    r = _invoke("run", "--variant", "dcgan", "--protocol", "smoke", "--seed", "0", "--results", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    run_dir = tmp_path / "smoke" / "dcgan" / "seed-0"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["step"] == 20
+    spec = json.loads((run_dir / "spec.json").read_text())
+    assert spec["protocol"]["name"] == "smoke" and spec["variant"]["name"] == "dcgan"
+    assert spec["environment"]["torch"] and "device" in spec["environment"]
+    rows = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [10, 20]
+    for key in ("g_loss", "d_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm", "train_ips", "images_seen"):
+        assert key in rows[-1]
+    assert rows[-1]["images_seen"] == 20 * 32
+    assert sorted(p.name for p in (run_dir / "samples").iterdir()) == ["step-0000010.png", "step-0000020.png"]
+    assert (run_dir / "checkpoint.pt").exists()
+    mtime = (run_dir / "summary.json").stat().st_mtime_ns
+    r = _invoke("run", "--variant", "dcgan", "--protocol", "smoke", "--seed", "0", "--results", str(tmp_path))
+    assert r.exit_code == 0 and "skipped" in r.output
+    assert (run_dir / "summary.json").stat().st_mtime_ns == mtime
+
+
+def test_same_seed_same_losses_bit_for_bit(tmp_path):
+    proto = resolve("smoke", ["metrics=[]"])
+    a = run_one(RunSpec(proto, "dcgan", 3, tmp_path / "a"))
+    b = run_one(RunSpec(proto, "dcgan", 3, tmp_path / "b"))
+    c = run_one(RunSpec(proto, "dcgan", 4, tmp_path / "c"))
+    assert a.status == b.status == c.status == "complete"
+    sa, sb, sc = (_series(r.spec.run_dir) for r in (a, b, c))
+    assert sa == sb
+    assert [r["g_loss"] for r in sa] != [r["g_loss"] for r in sc]
+
+
+def test_batch_stream_crosses_epochs_without_repeats():
+    s = BatchStream(10, 4, seed=1)
+    first_epoch = [i for step in range(2) for i in s.indices(step).tolist()] + s.indices(2).tolist()[:2]
+    assert sorted(first_epoch) == list(range(10))
+    assert s.indices(7).tolist() == BatchStream(10, 4, seed=1).indices(7).tolist()  # stateless
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
+    args = ["run", "--variant", "dcgan", "--protocol", "smoke", "--seed", "1",
+            "--set", "steps=60", "--set", "eval_every=10", "--set", "metrics=[]"]
+    ref = _invoke(*args, "--results", str(tmp_path / "ref"))
+    assert ref.exit_code == 0, ref.output
+    killed = tmp_path / "killed"
+    run_dir = killed / "smoke" / "dcgan" / "seed-1"
+    proc = subprocess.Popen([sys.executable, "-m", "ganbench.cli", *args, "--results", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "running"
+    done_before = len(read_jsonl(run_dir / "metrics.jsonl"))
+    assert done_before < 6, "the run finished before it could be killed; the test proves nothing"
+    r = _invoke(*args, "--results", str(killed))
+    assert r.exit_code == 0, r.output
+    assert json.loads((run_dir / "summary.json").read_text())["resumed"] is True
+    assert _series(run_dir) == _series(tmp_path / "ref" / "smoke" / "dcgan" / "seed-1")
+
+
+def test_absurd_learning_rate_diverges_and_the_suite_goes_on(tmp_path):
+    r = _invoke("run", "--variant", "dcgan", "--variant", "no-bn", "--protocol", "smoke", "--seed", "0",
+                "--set", "lr_scale=1e35", "--results", str(tmp_path))
+    assert r.exit_code == 0, r.output
+    for variant in ("dcgan", "no-bn"):
+        run_dir = tmp_path / "smoke" / variant / "seed-0"
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["status"] == "diverged", (variant, summary)
+        rows = read_jsonl(run_dir / "metrics.jsonl")
+        assert rows[-1]["diverged"] == 1.0
+        assert (run_dir / "spec.json").exists() and (run_dir / "checkpoint.pt").exists()
+
+
+def test_a_locked_run_is_not_trained_twice(tmp_path):
+    spec = RunSpec(resolve("smoke"), "dcgan", 0, tmp_path)
+    with run_lock(spec.run_dir):
+        with pytest.raises(RunLocked):
+            run_one(spec)
+
+
+def test_process_pool_gives_the_same_series(tmp_path):
+    args = ["run", "--variant", "dcgan", "--protocol", "smoke", "--seeds", "2", "--set", "metrics=[]"]
+    assert _invoke(*args, "--results", str(tmp_path / "seq")).exit_code == 0
+    r = _invoke(*args, "--jobs", "2", "--results", str(tmp_path / "pool"))
+    assert r.exit_code == 0, r.output
+    for seed in (0, 1):
+        rel = Path("smoke") / "dcgan" / f"seed-{seed}"
+        assert _series(tmp_path / "pool" / rel) == _series(tmp_path / "seq" / rel)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--variant", "dcgam"], "did you mean: dcgan"),
+    (["--variant", "dcgan", "--set", "stepz=5"], "unknown protocol key 'stepz'; did you mean: steps"),
+    (["--variant", "dcgan", "--set", "steps=-3"], "steps=-3 is not allowed; expected an integer >= 1"),
+    (["--variant", "dcgan", "--protocol", "smok"], "did you mean: smoke"),
+    (["--variant", "dcgan", "--set", "dataset=\"celeba\"", "--data-root", "/nonexistent"], "celeba"),
+])
+def test_user_mistakes_exit_2_with_one_line(tmp_path, args, expect):
+    r = CliRunner().invoke(main, ["run", "--results", str(tmp_path), *args])
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.output.splitlines() if line.strip().startswith("error")]
+    assert len(lines) == 1 and expect in lines[0], r.output
+    assert "Traceback" not in r.output
+
+
+def test_malformed_protocol_file_names_file_key_and_allowed(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('base = "smoke"\nbatch_size = "many"\n')
+    r = CliRunner().invoke(main, ["run", "--variant", "dcgan", "--protocol", str(path), "--results", str(tmp_path)])
+    assert r.exit_code == 2
+    assert f"{path}: batch_size='many' has the wrong type; expected an integer" in r.output
+    path.write_text('base = "smoke"\nresolution = 48\n')
+    r = CliRunner().invoke(main, ["run", "--variant", "dcgan", "--protocol", str(path), "--results", str(tmp_path)])
+    assert r.exit_code == 2 and "resolution=48 is not allowed; expected one of 16, 32, 64, 128" in r.output
+
+
+def test_suite_file_runs_its_variants_and_seeds(tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text('variants = ["dcgan", "d-relu"]\nseeds = [5]\n[protocol]\nbase = "smoke"\nsteps = 10\nmetrics = []\n')
+    r = _invoke("run", "--suite", str(suite), "--results", str(tmp_path / "res"))
+    assert r.exit_code == 0, r.output
+    for v in ("dcgan", "d-relu"):
+        s = json.loads((tmp_path / "res" / "tiny" / v / "seed-5" / "summary.json").read_text())
+        assert s["status"] == "complete" and s["steps"] == 10
+
+
+def test_changed_protocol_under_the_same_name_is_refused(tmp_path):
+    base = ["run", "--variant", "dcgan", "--protocol", "smoke", "--seed", "0", "--set", "metrics=[]",
+            "--results", str(tmp_path)]
+    assert _invoke(*base).exit_code == 0
+    r = CliRunner().invoke(main, [*base, "--set", "steps=12"])
+    assert r.exit_code == 2 and "holds a run with other inputs" in r.output
