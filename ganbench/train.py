@@ -222,22 +222,25 @@ class Trainer:
                "train_ips": images / elapsed if elapsed > 0 else math.nan}
         with torch.no_grad():
             fixed = copy.deepcopy(self.G).train()(self.z_fixed).float().cpu()
-        ctx = metrics_mod.EvalContext(
-            protocol=self.protocol, dataset=self.dataset, sample=self._sampler(self.step),
-            reference=self.reference, fixed=fixed, fixed_history=list(self.fixed_history),
-            history=self.history + [row], step=self.step, final=final, device=self.device,
-            generator=self.G, discriminator=self.D, arch=self.arch, diverged=diverged,
-        )
         if diverged:  # nothing to score: G's weights are no longer finite
             row["diverged"] = 1.0
-        else:
-            row.update(metrics_mod.evaluate(ctx, self.protocol.metrics))
+        elif self.protocol.metrics:
+            row.update(self._metrics(row, fixed, final))
         self.history.append(row)
         self.fixed_history.append(to_uint8(fixed))
         if torch.isfinite(fixed).all():
             with store.atomic_path(self.dir / "samples" / f"step-{self.step:07d}.png") as tmp:
                 save_image(fixed, tmp, nrow=8, normalize=True, value_range=(-1, 1))
         return row
+
+    def _metrics(self, row: dict, fixed: torch.Tensor, final: bool) -> dict:
+        ctx = metrics_mod.EvalContext(
+            protocol=self.protocol, dataset=self.dataset, sample=self._sampler(self.step),
+            reference=self.reference, fixed=fixed, fixed_history=list(self.fixed_history),
+            history=self.history + [row], step=self.step, final=final, device=self.device,
+            generator=self.G, discriminator=self.D, arch=self.arch,
+        )
+        return metrics_mod.evaluate(ctx, self.protocol.metrics)
 
     # -- the run ---------------------------------------------------------------------------------------
 

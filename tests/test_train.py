@@ -116,7 +116,12 @@ def test_process_pool_gives_the_same_series(tmp_path):
     assert r.exit_code == 0, r.output
     for seed in (0, 1):
         rel = Path("smoke") / "dcgan" / f"seed-{seed}"
-        assert _series(tmp_path / "pool" / rel) == _series(tmp_path / "seq" / rel)
+        pool, seq = _series(tmp_path / "pool" / rel), _series(tmp_path / "seq" / rel)
+        # a worker uses fewer torch threads than this process, so sums are reduced in another order:
+        # equal to float tolerance, not bit for bit
+        assert [r["step"] for r in pool] == [r["step"] for r in seq]
+        for a, b in zip(pool, seq):
+            assert a == pytest.approx(b, rel=1e-4)
 
 
 @pytest.mark.parametrize("args,expect", [
