@@ -74,10 +74,10 @@ def reference_loop(G, D, loader, steps: int, z_dim: int, device: torch.device) -
 def ganbench_loop(trainer: Trainer, steps: int) -> float:
     acc = torch.zeros(6, device=trainer.device)
     for s in range(2):
-        trainer._train_step(s, acc)
+        trainer.train_step(s, acc)
     t0 = time.perf_counter()
     for s in range(2, steps + 2):
-        trainer._train_step(s, acc)
+        trainer.train_step(s, acc)
     acc.tolist()  # the trainer reads its statistics once per evaluation
     if trainer.device.type == "cuda":
         torch.cuda.synchronize()
@@ -97,7 +97,7 @@ def main() -> None:
         proto = resolve("smoke", [f"dataset=\"mnist\"", f"resolution={res}", "channels=1", f"g_width={width}",
                                   f"d_width={width}", "z_dim=100", f"batch_size={batch}", f"device=\"{args.device}\""])
         trainer = Trainer(RunSpec(proto, "dcgan", 0))
-        trainer._setup()
+        trainer.setup()
         ds = torchvision.datasets.MNIST(str(data_root()), train=True, download=False, transform=T.Compose([
             T.Resize(res), T.ToTensor(), T.Normalize((0.5,), (0.5,))]))
         loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=args.workers,

@@ -47,7 +47,7 @@ def _print_table(title: str, rows: list[dict], columns: list[str]) -> None:
 
 def _fmt(v) -> str:
     if isinstance(v, float):
-        return f"{v:.4g}"
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
     if isinstance(v, (list, tuple)):
         return ", ".join(map(str, v))
     return str(v)
@@ -212,6 +212,30 @@ def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, de
              "error": o.error} for o in outcomes]
     _print_table(f"{suite.protocol.name}: {len(specs)} runs in {time.perf_counter() - t0:.0f} s -> {results}",
                  rows, ["variant", "seed", "status", "seconds", "error"])
+
+
+@main.command()
+@click.option("--variant", "variants", multiple=True, default=["dcgan"], show_default=True,
+              help="a variant name, R1..R6, or * (repeatable)")
+@click.option("--protocol", default="quick", show_default=True, help="a preset name or a protocol TOML file")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a protocol key (repeatable)")
+@click.option("--steps", default=20, show_default=True, type=click.IntRange(min=1), help="timed training steps")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--data-root", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+@_friendly
+def bench(variants, protocol, overrides, steps, device, data_root, fmt):
+    """Throughput only: training and sampling images per second of each variant (nothing is written)."""
+    from ganbench.suite import make_suite
+    from ganbench.train import measure_throughput
+
+    overrides = list(overrides) + ([f'device="{device}"'] if device else [])
+    suite = make_suite(protocol, variants, [0], overrides)
+    rows = [measure_throughput(spec, steps) for spec in suite.plan(Path("."), data_root)]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        _print_table(f"{suite.protocol.name}: throughput", rows, ["variant", "device", "batch_size", "train_ips", "sample_ips"])
 
 
 if __name__ == "__main__":

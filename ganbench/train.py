@@ -118,7 +118,7 @@ class Trainer:
 
     # -- set-up ----------------------------------------------------------------------------------------
 
-    def _setup(self) -> None:
+    def setup(self) -> None:
         p, spec = self.protocol, self.spec
         load = dict(resolution=p.resolution, channels=p.channels, root=spec.data_root, seed=p.data_seed)
         self.train_set = load_dataset(p.dataset, split="train", **load)
@@ -167,7 +167,7 @@ class Trainer:
 
     # -- the step --------------------------------------------------------------------------------------
 
-    def _train_step(self, step: int, acc: torch.Tensor) -> None:
+    def train_step(self, step: int, acc: torch.Tensor) -> None:
         p = self.protocol
         x = to_float(self.data[self.stream.indices(step).to(self.device)])
         z = torch.randn(p.batch_size, p.z_dim, generator=_rng(self.spec.seed, PURPOSE_NOISE, step)).to(self.device)
@@ -247,7 +247,7 @@ class Trainer:
     def run(self) -> RunResult:
         t0 = time.perf_counter()
         spec, p = self.spec, self.protocol
-        self._setup()
+        self.setup()
         resumed = self._load_checkpoint()
         store.write_json(self.dir / "spec.json", {
             "schema": store.SCHEMA_VERSION, "run_id": spec.run_id, "protocol": p.to_dict(),
@@ -266,7 +266,7 @@ class Trainer:
             acc = torch.zeros(len(STEP_STATS), device=self.device)
             start_step, t = self.step, time.perf_counter()
             for step in range(start_step, target):
-                self._train_step(step, acc)
+                self.train_step(step, acc)
                 self.step = step + 1
                 if self.progress:
                     self.progress(self.step, {})
@@ -314,3 +314,28 @@ def run_one(spec: RunSpec, progress: Progress | None = None) -> RunResult:
             store.write_json(spec.run_dir / "summary.json", {
                 "schema": store.SCHEMA_VERSION, "run_id": spec.run_id, "status": "failed", "error": error})
             return RunResult(spec, "failed", time.perf_counter() - t0, error)
+
+
+def measure_throughput(spec: RunSpec, steps: int = 20, warmup: int = 3) -> dict:
+    """Training images per second of the trainer's step (no evaluation, nothing written), and sampling
+    images per second, for ``ganbench bench``."""
+    trainer = Trainer(spec)
+    trainer.setup()
+    acc = torch.zeros(len(STEP_STATS), device=trainer.device)
+    for s in range(warmup):
+        trainer.train_step(s, acc)
+    sync = torch.cuda.synchronize if trainer.device.type == "cuda" else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    for s in range(warmup, warmup + steps):
+        trainer.train_step(s, acc)
+    acc.tolist()
+    train_s = time.perf_counter() - t0
+    sample = trainer._sampler(0)
+    n = 4 * trainer.protocol.batch_size
+    sample(trainer.protocol.batch_size)
+    t0 = time.perf_counter()
+    sample(n)
+    sample_s = time.perf_counter() - t0
+    return {"variant": spec.variant, "device": str(trainer.device), "batch_size": trainer.protocol.batch_size,
+            "train_ips": steps * trainer.protocol.batch_size / train_s, "sample_ips": n / sample_s}

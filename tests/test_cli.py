@@ -62,3 +62,11 @@ def test_show_unknown_variant_exits_2_with_close_names():
 def test_show_no_such_variant():
     r = CliRunner().invoke(main, ["show", "no-such-variant"])
     assert r.exit_code == 2 and r.output.startswith("error: unknown variant 'no-such-variant'")
+
+
+def test_bench_measures_each_variant_without_writing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rows = _json("bench", "--protocol", "smoke", "--variant", "dcgan", "--variant", "d-maxpool", "--steps", "3")
+    assert [r["variant"] for r in rows] == ["dcgan", "d-maxpool"]
+    assert all(r["train_ips"] > 0 and r["sample_ips"] > 0 and r["device"] == "cpu" for r in rows)
+    assert list(tmp_path.iterdir()) == []
