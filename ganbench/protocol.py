@@ -59,6 +59,7 @@ class Protocol:
     precision: str = "fp32"         # "fp32", or "bf16" autocast on a GPU
     device: str = "auto"            # "auto" (cuda if available), "cpu" or "cuda"
     threads: int = 0                # torch CPU threads (0: torch's default)
+    channels_last: bool = True      # channels-last memory format for G, D and batches (faster convolutions)
     source: str = ""                # where the protocol came from (preset name or file), for messages
 
     def __post_init__(self):
@@ -102,7 +103,7 @@ class Protocol:
 
 
 FIELDS = {f.name: f for f in fields(Protocol)}
-_TYPES = {int: "an integer", float: "a number", str: "a string", tuple: "a list of strings"}
+_TYPES = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list of strings"}
 
 
 def _field_type(key: str) -> type:
@@ -116,7 +117,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
         value = float(value)
     if want is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
         value = tuple(value)
-    if not isinstance(value, want) or isinstance(value, bool):
+    if not isinstance(value, want) or (isinstance(value, bool) and want is not bool):
         raise ProtocolError(f"{source}: {key}={value!r} has the wrong type; expected {_TYPES[want]}")
     return value
 

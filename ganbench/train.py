@@ -126,7 +126,8 @@ class Trainer:
         self.data = self.train_set.images.to(self.device)          # uint8 on the training device
         seed_everything(spec.seed)
         self.arch = self.variant.arch_spec(p.arch())
-        self.G, self.D = (net.to(self.device) for net in self.variant.build(p.arch()))
+        self.memory_format = torch.channels_last if p.channels_last else torch.contiguous_format
+        self.G, self.D = (net.to(self.device, memory_format=self.memory_format) for net in self.variant.build(p.arch()))
         o, scale = self.variant.optim, p.lr_scale
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.g.lr * scale, betas=o.g.betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=o.d.lr * scale, betas=o.d.betas)
@@ -169,7 +170,7 @@ class Trainer:
 
     def train_step(self, step: int, acc: torch.Tensor) -> None:
         p = self.protocol
-        x = to_float(self.data[self.stream.indices(step).to(self.device)])
+        x = to_float(self.data[self.stream.indices(step).to(self.device)]).contiguous(memory_format=self.memory_format)
         z = torch.randn(p.batch_size, p.z_dim, generator=_rng(self.spec.seed, PURPOSE_NOISE, step)).to(self.device)
         ones = torch.ones(p.batch_size, device=self.device)
         zeros = torch.zeros(p.batch_size, device=self.device)
@@ -183,10 +184,13 @@ class Trainer:
         d_norm = _grad_norm(self.D)
         self.opt_d.step()
 
-        # G: the non-saturating loss, maximise log D(G(z)), on the same fake batch
+        # G: the non-saturating loss, maximise log D(G(z)), on the same fake batch; D's weight gradients
+        # are not needed here (the next D step starts from zero), so they are not computed
         self.opt_g.zero_grad(set_to_none=True)
+        self.D.requires_grad_(False)
         g_loss = F.binary_cross_entropy_with_logits(self.D(fake), ones)
         g_loss.backward()
+        self.D.requires_grad_(True)
         g_norm = _grad_norm(self.G)
         self.opt_g.step()
 
