@@ -111,6 +111,8 @@ class Trainer:
         self.progress = progress
         self.variant = catalog().variants.get(spec.variant)
         self.dataset = dataset_spec(p.dataset)
+        for name in p.metrics:   # an unknown metric is a user's mistake: say so before training
+            catalog().metrics.get(name)
         self.device = resolve_device(p.device)
         self.dir = spec.run_dir
         if p.threads:
@@ -242,7 +244,7 @@ class Trainer:
             protocol=self.protocol, dataset=self.dataset, sample=self._sampler(self.step),
             reference=self.reference, fixed=fixed, fixed_history=list(self.fixed_history),
             history=self.history + [row], step=self.step, final=final, device=self.device,
-            generator=self.G, discriminator=self.D, arch=self.arch,
+            generator=self.G, discriminator=self.D, arch=self.arch, data_root=self.spec.data_root,
         )
         return metrics_mod.evaluate(ctx, self.protocol.metrics)
 
