@@ -149,26 +149,38 @@ def show(variant: str, resolution: str, width: int, channels: str, fmt: str):
 
 
 class RichObserver:
-    """One progress bar over the suite and one over the current run's steps."""
+    """One progress bar over the suite (runs done, running, failed) and one over the steps of the run that
+    last reported a step (executors whose runs report no steps, a pool or Ray, show the suite bar only)."""
 
     def __init__(self, progress: Progress, n_runs: int):
         self.progress = progress
         self.suite_task = progress.add_task("suite", total=n_runs, stats="")
-        self.run_task = None
+        self.run_task = self.run_spec = None
+        self.running = self.failed = 0
+
+    def _suite_stats(self) -> None:
+        self.progress.update(self.suite_task, stats=f"{self.running} running, {self.failed} failed")
 
     def started(self, spec) -> None:
-        if self.run_task is not None:
-            self.progress.remove_task(self.run_task)
-        self.run_task = self.progress.add_task(f"{spec.variant} seed {spec.seed}", total=spec.protocol.steps, stats="")
+        self.running += 1
+        self._suite_stats()
 
     def step(self, spec, step: int, row: dict) -> None:
+        if spec is not self.run_spec:
+            if self.run_task is not None:
+                self.progress.remove_task(self.run_task)
+            self.run_spec = spec
+            self.run_task = self.progress.add_task(f"{spec.variant} seed {spec.seed}", total=spec.protocol.steps, stats="")
         stats = ""
         if row:
             stats = " ".join(f"{k}={row[k]:.3g}" for k in ("g_loss", "d_loss", "train_ips", "fid") if k in row)
         self.progress.update(self.run_task, completed=step, **({"stats": stats} if stats else {}))
 
     def done(self, result) -> None:
+        self.running -= 1
+        self.failed += result.status == "failed"
         self.progress.advance(self.suite_task)
+        self._suite_stats()
 
 
 @main.command()
@@ -182,9 +194,15 @@ class RichObserver:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="training device (default: the protocol's, auto)")
 @click.option("--data-root", type=click.Path(file_okay=False), help="where data sets live (default: $GANBENCH_DATA, else ~/.cache/ganbench/data)")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="runs at a time in worker processes")
-@click.option("--executor", default="local", show_default=True, help="local (in-process, or a process pool with --jobs)")
+@click.option("--executor", default="local", show_default=True,
+              help="local (in-process, or a process pool with --jobs), or ray (one Ray task per run: pip install 'ganbench[ray]')")
+@click.option("--address", help="with --executor ray: the Ray cluster's head, HOST:6379 or auto (default: $RAY_ADDRESS, "
+                                 "else a local Ray instance of --jobs CPUs, or of every core)")
+@click.option("--shared-results", is_flag=True, help="with --executor ray: the --results folder is reachable from every "
+                                                    "worker at the same path, so runs train in place")
 @_friendly
-def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, device, data_root, jobs, executor):
+def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, device, data_root, jobs, executor,
+        address, shared_results):
     """Train variants over seeds under one protocol; complete runs are skipped, interrupted ones resume."""
     from ganbench.executors import make_executor
     from ganbench.suite import load_suite, make_suite
@@ -202,7 +220,7 @@ def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, de
     elif seeds:
         suite = type(suite)(suite.protocol, suite.variants, tuple(range(seeds)))
     specs = suite.plan(Path(results), data_root)
-    ex = make_executor(executor, jobs)
+    ex = make_executor(executor, jobs, address=address, shared_results=shared_results)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[stats]}"))
     t0 = time.perf_counter()

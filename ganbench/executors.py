@@ -2,7 +2,8 @@
 
 An executor takes the planned ``RunSpec``s and an ``Observer`` and returns one ``RunResult`` per spec, in
 order. Runs already complete are skipped by ``run_one`` itself, so every executor resumes a suite. A
-distributed engine implements the same two-method shape (see ``Executor``).
+distributed engine implements the same two-method shape (see ``Executor``): Ray's is in
+``ganbench.executors_ray``, imported only when asked for, as Ray is an optional dependency.
 """
 
 from __future__ import annotations
@@ -91,9 +92,22 @@ class ProcessPoolExecutor:
         return [by_spec[id(s)] for s in specs]
 
 
-def make_executor(name: str, jobs: int = 1) -> Executor:
-    if name == "local":
-        return InProcessExecutor() if jobs <= 1 else ProcessPoolExecutor(jobs)
+def make_executor(name: str, jobs: int = 1, address: str | None = None, shared_results: bool = False) -> Executor:
+    """``local``: in-process, or ``jobs`` worker processes. ``ray``: Ray tasks on the cluster at ``address``
+    (else a local Ray instance of ``jobs`` CPUs when jobs > 1, of every core otherwise); ``shared_results``
+    when the results folder is reachable from every worker (see ``ganbench.executors_ray``)."""
     from ganbench.errors import GanbenchError
 
-    raise GanbenchError(f"unknown executor {name!r}; known: local")
+    if name == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise GanbenchError("--executor ray needs Ray, which is not installed: pip install 'ganbench[ray]'") from None
+        from ganbench.executors_ray import RayExecutor
+
+        return RayExecutor(address=address, num_cpus=jobs if jobs > 1 else None, shared_results=shared_results)
+    if name != "local":
+        raise GanbenchError(f"unknown executor {name!r}; known: local, ray")
+    if address or shared_results:
+        raise GanbenchError("--address and --shared-results are options of --executor ray")
+    return InProcessExecutor() if jobs <= 1 else ProcessPoolExecutor(jobs)

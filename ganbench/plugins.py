@@ -85,8 +85,8 @@ class Catalog:
         cat = cls(pm)
         for hook_name, (attr, _kind) in REGISTERING_HOOKS.items():
             registry: Registry = getattr(cat, attr)
-            # hookimpls come last-registered first; reverse so built-ins register before plugins
-            for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+            # get_hookimpls() lists in registration order: built-ins first, then entry-point plugins
+            for impl in getattr(pm.hook, hook_name).get_hookimpls():
                 registry.extend(impl.function() or [], origin=impl.plugin_name)
         return cat
 

@@ -1,0 +1,45 @@
+"""Choosing an executor; these run whether or not Ray is installed."""
+
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from ganbench.cli import main
+from ganbench.errors import GanbenchError
+from ganbench.executors import InProcessExecutor, ProcessPoolExecutor, make_executor
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.strip().startswith("error")]
+
+
+def test_without_ray_the_ray_executor_exits_2_saying_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)   # `import ray` now fails as if it were not installed
+    r = CliRunner().invoke(main, ["run", "--executor", "ray", "--variant", "dcgan", "--protocol", "smoke",
+                                  "--set", "metrics=[]", "--results", str(tmp_path)])
+    assert r.exit_code == 2, r.output
+    lines = _error_lines(r.output)
+    assert len(lines) == 1 and "pip install 'ganbench[ray]'" in lines[0], r.output
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "smoke").exists()   # nothing was trained
+
+
+@pytest.mark.parametrize("args,expect", [
+    (["--executor", "dask"], "unknown executor 'dask'; known: local, ray"),
+    (["--address", "head:6379"], "--address and --shared-results are options of --executor ray"),
+    (["--shared-results"], "--address and --shared-results are options of --executor ray"),
+])
+def test_executor_mistakes_exit_2_with_one_line(tmp_path, args, expect):
+    r = CliRunner().invoke(main, ["run", "--variant", "dcgan", "--protocol", "smoke", "--results", str(tmp_path), *args])
+    assert r.exit_code == 2, r.output
+    lines = _error_lines(r.output)
+    assert len(lines) == 1 and expect in lines[0], r.output
+
+
+def test_local_executor_is_in_process_or_a_pool():
+    assert isinstance(make_executor("local"), InProcessExecutor)
+    pool = make_executor("local", jobs=3)
+    assert isinstance(pool, ProcessPoolExecutor) and pool.jobs == 3
+    with pytest.raises(GanbenchError, match="known: local, ray"):
+        make_executor("slurm")
