@@ -173,7 +173,7 @@ class RichObserver:
             self.run_task = self.progress.add_task(f"{spec.variant} seed {spec.seed}", total=spec.protocol.steps, stats="")
         stats = ""
         if row:
-            stats = " ".join(f"{k}={row[k]:.3g}" for k in ("g_loss", "d_loss", "train_ips", "fid") if k in row)
+            stats = " ".join(f"{k}={row[k]:.3g}" for k in ("g_loss", "d_loss", "interval_ips", "fid") if k in row)
         self.progress.update(self.run_task, completed=step, **({"stats": stats} if stats else {}))
 
     def done(self, result) -> None:

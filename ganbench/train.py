@@ -225,7 +225,7 @@ class Trainer:
         means = (acc / max(n_steps, 1)).tolist()
         row = {"step": self.step, "images_seen": self.step * self.protocol.batch_size,
                **dict(zip(STEP_STATS, means)),
-               "train_ips": images / elapsed if elapsed > 0 else math.nan}
+               "interval_ips": images / elapsed if elapsed > 0 else math.nan}
         with torch.no_grad():
             fixed = copy.deepcopy(self.G).train()(self.z_fixed).float().cpu()
         if diverged:  # nothing to score: G's weights are no longer finite

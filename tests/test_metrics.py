@@ -136,7 +136,7 @@ def _constant_context(history, fixed_history):
 
 def test_a_constant_generator_is_flagged():
     hist = [{"step": s, "images_seen": 32 * s, "g_loss": 8.0, "d_loss": 0.01, "d_real": 0.99, "d_fake": 0.001,
-             "train_ips": 100.0, "g_grad_norm": 0.0, "d_grad_norm": 0.0} for s in (10, 20, 30)]
+             "interval_ips": 100.0, "g_grad_norm": 0.0, "d_grad_norm": 0.0} for s in (10, 20, 30)]
     ref = load_dataset("digits", "test", 16, 1)
     ctx = _constant_context(hist, [ref.images[:1].repeat(64, 1, 1, 1)] * 2)
     out = evaluate(ctx, ["quality", "modes", "stability", "cost"])

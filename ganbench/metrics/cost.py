@@ -1,8 +1,8 @@
 """Cost: what a run needs, measured on its own device.
 
-- ``train_ips``: training images per second in steady state: the median over evaluations of the rate
-  between two evaluations (evaluation time excluded), leaving out the first interval when there are
-  others (it holds warm-up).
+- ``train_ips``: training images per second in steady state: the median over evaluations of
+  ``interval_ips`` (the trainer's rate between two evaluations, evaluation time excluded), leaving out the
+  first interval when there are others (it holds warm-up).
 - ``sample_ips``: generated images per second of G (batches of the protocol's size, no gradients).
 - ``peak_mem_mb``: the process's peak resident memory on a CPU (``ru_maxrss``), or torch's peak CUDA
   allocation on a GPU, in MiB.
@@ -23,7 +23,7 @@ from ganbench.arch import count_params, flops_per_image
 
 
 def steady_train_ips(history: list[dict]) -> float:
-    rates = [r["train_ips"] for r in history]
+    rates = [r["interval_ips"] for r in history]
     return float(statistics.median(rates[1:] if len(rates) > 1 else rates))
 
 
