@@ -330,7 +330,10 @@ def layer_table(net: nn.Sequential, example: torch.Tensor) -> list[dict]:
     rows: list[dict] = []
     hooks = []
     for name, m in net.named_modules():
-        if len(list(m.children())) == 0:
+        if ".parametrizations" in name:   # a parametrized weight (spectral norm): not a layer of its own
+            continue
+        children = [n for n, _ in m.named_children()]
+        if not children or children == ["parametrizations"]:
             def hook(mod, inp, out, name=name):
                 rows.append({"module": name, "type": type(mod).__name__, "output": list(out.shape[1:]),
                              "params": count_params(mod)})

@@ -56,13 +56,16 @@ def get_plugin_manager(autoload: bool | None = None) -> pluggy.PluginManager:
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
+                pm.check_pending()  # a hookimpl that matches no hookspec is a typo in that plugin
             except Exception as exc:  # a broken plugin must not take ganbench down
+                if pm.get_plugin(ep.name) is not None:
+                    pm.unregister(name=ep.name)
                 warnings.warn(f"plugin {ep.name!r} ({ep.value}) failed to load and was skipped: "
                               f"{type(exc).__name__}: {exc}", PluginLoadWarning, stacklevel=2)
                 continue
             _DISTRIBUTIONS[ep.name] = ep.dist.name if ep.dist else ""
             _VERSIONS[ep.name] = ep.dist.version if ep.dist else ""
-    pm.check_pending()  # a hookimpl that matches no hookspec is a typo: fail loudly
+    pm.check_pending()  # a built-in hookimpl that matches no hookspec is our own typo: fail loudly
     return pm
 
 
