@@ -140,16 +140,15 @@ def _stacked_mnist(split: str, resolution: int, channels: int, root: Path, seed:
 
 
 def _decode_files(files: list[Path], resolution: int, channels: int) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image, read_file
+    from PIL import Image
 
-    mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
-    out = []
-    for start in range(0, len(files), 2048):
-        batch = [decode_image(read_file(str(f)), mode=mode) for f in files[start:start + 2048]]
-        sized = [TF.resize(b, [resolution, resolution], antialias=True) if b.shape[-2:] != (resolution, resolution) else b
-                 for b in batch]
-        out.append(torch.stack(sized))
-    return torch.cat(out)
+    mode = "RGB" if channels == 3 else "L"
+    out = torch.empty((len(files), channels, resolution, resolution), dtype=torch.uint8)
+    for i, f in enumerate(files):
+        with Image.open(f) as im:
+            x = torch.from_numpy(np.asarray(im.convert(mode))).reshape(im.height, im.width, channels).permute(2, 0, 1)
+        out[i] = TF.resize(x, [resolution, resolution], antialias=True) if x.shape[-2:] != (resolution, resolution) else x
+    return out
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
