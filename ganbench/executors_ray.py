@@ -27,7 +27,7 @@ import os
 import shutil
 import socket
 import tempfile
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -144,7 +144,12 @@ def _train_task(spec: RunSpec, index: int, threads: int, shared: bool, scratch: 
     return {"status": status, "wall_s": result.wall_s, "error": result.error, "files": files}
 
 
-_train_remote = ray.remote(_train_task)
+_train_on_cpu = ray.remote(_train_task)
+
+
+@ray.remote(num_gpus=1, max_calls=1)   # a fresh worker process per GPU run: its GPU memory goes back after it
+def _train_on_gpu(*args) -> dict:
+    return _train_task(*args)
 
 
 # ---- the driver -------------------------------------------------------------------------------------
@@ -244,7 +249,7 @@ class RayExecutor:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
                 if ready:
                     ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
-                for i in ray.get(start_log.take.remote()):
+                for i in self._started(start_log):
                     begin(i)
                 for ref in ready:
                     i, lock = pending.pop(ref)
@@ -258,29 +263,45 @@ class RayExecutor:
             for ref, (_, lock) in pending.items():   # a user's mistake, or Ctrl-C: stop the rest
                 ray.cancel(ref, force=True)
                 lock.close()
-            ray.kill(start_log)
+            with suppress(ray.exceptions.RayError):
+                ray.kill(start_log)
         return results  # type: ignore[return-value]
+
+    @staticmethod
+    def _started(start_log) -> list[int]:
+        try:
+            return ray.get(start_log.take.remote(), timeout=30)
+        except ray.exceptions.RayError:   # its node is gone: runs then count as running when they end
+            return []
 
     def _submit(self, i: int, spec: RunSpec, resources: dict, start_log):
         """Submit one run; returns (ObjectRef, lock), or a "locked" RunResult."""
         lock = ExitStack()
         seed_files: dict[str, bytes] = {}
+        # a worker's current folder is not the driver's: paths go as absolute ones
+        task_spec = replace(spec, data_root=spec.data_root and os.path.abspath(spec.data_root))
         if self.shared_results:
-            task_spec = replace(spec, results=Path(spec.results).resolve())   # the worker's cwd is not ours
+            task_spec = replace(task_spec, results=Path(spec.results).resolve())
         else:
-            task_spec = spec
             try:
                 lock.enter_context(store.run_lock(spec.run_dir))
             except RunLocked as exc:
                 return RunResult(spec, "locked", 0.0, str(exc))
-            if (spec.run_dir / "checkpoint.pt").exists():
-                seed_files = read_run_files(spec.run_dir)   # an interrupted run: resume it on the worker
+            if (spec.run_dir / "checkpoint.pt").exists():   # an interrupted run: it resumes on the worker
+                try:
+                    seed_files = read_run_files(spec.run_dir)
+                except BaseException:
+                    lock.close()
+                    raise
         options = dict(resources, max_retries=self.max_retries, retry_exceptions=[OSError],
                        name=f"ganbench {spec.protocol.name} {spec.variant} seed {spec.seed}")
-        if resources["num_gpus"]:
-            options["max_calls"] = 1   # a fresh process per GPU run: its memory goes back when it ends
-        ref = _train_remote.options(**options).remote(
-            task_spec, i, resources["num_cpus"], self.shared_results, self.scratch, seed_files, start_log)
+        train = _train_on_gpu if resources["num_gpus"] else _train_on_cpu
+        try:
+            ref = train.options(**options).remote(
+                task_spec, i, resources["num_cpus"], self.shared_results, self.scratch, seed_files, start_log)
+        except BaseException:
+            lock.close()
+            raise
         return ref, lock
 
     def _collect(self, ref, spec: RunSpec) -> RunResult:

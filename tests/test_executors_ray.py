@@ -19,13 +19,13 @@ from click.testing import CliRunner  # noqa: E402
 
 from ganbench.cli import main  # noqa: E402
 from ganbench.errors import GanbenchError  # noqa: E402
-from ganbench.executors_ray import RayExecutor, scratch_spec, task_resources  # noqa: E402
+from ganbench.executors_ray import RayExecutor, _check_reachable, scratch_spec, task_resources  # noqa: E402
 from ganbench.protocol import resolve  # noqa: E402
-from ganbench.results import RunSpec, read_jsonl  # noqa: E402
+from ganbench.results import RunSpec, read_jsonl, run_lock  # noqa: E402
 from ganbench.train import run_one  # noqa: E402
 
 # values that measure the machine, not the run
-TIMING = {"train_ips", "sample_ips", "peak_mem_mb", "metrics_seconds"}
+TIMING = {"interval_ips", "train_ips", "sample_ips", "peak_mem_mb"}
 RECORD = ["checkpoint.pt", "metrics.jsonl", "samples", "spec.json", "summary.json"]
 
 
@@ -70,8 +70,9 @@ class Recorder:
 
 
 def test_a_suite_on_ray_gives_the_records_of_the_in_process_executor(tmp_path, ray_instance):
+    # the cost metric runs on the workers; the smoke protocol's quality metrics would take minutes here
     args = ["run", "--variant", "dcgan", "--variant", "d-relu", "--protocol", "smoke", "--seeds", "2",
-            "--set", "metrics=[]"]
+            "--set", 'metrics=["cost"]']
     local = _invoke(*args, "--results", str(tmp_path / "local"))
     assert local.exit_code == 0, local.output
     r = _invoke(*args, "--executor", "ray", "--results", str(tmp_path / "ray"))
@@ -88,6 +89,7 @@ def test_a_suite_on_ray_gives_the_records_of_the_in_process_executor(tmp_path, r
             assert ray_spec["run_id"] == local_spec["run_id"]
             assert ray_spec["environment"]["cpu_threads"] == 1   # the task's one CPU
             _assert_same_series(on_ray, here)
+            assert _series(on_ray)[-1]["g_params"] > 0   # a metric computed on the worker came back
     # a suite run again on Ray: every run is a result already, nothing is submitted or rewritten
     summary = tmp_path / "ray" / "smoke" / "dcgan" / "seed-0" / "summary.json"
     mtime = summary.stat().st_mtime_ns
@@ -114,7 +116,7 @@ def _pid_holding(path: Path) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the worker's pid through /proc")
-def test_a_killed_worker_is_retried_and_the_run_resumes_from_its_checkpoint(tmp_path, ray_instance):
+def test_a_killed_worker_is_retried_and_the_run_resumes_from_its_checkpoint(tmp_path, ray_instance, one_thread):
     proto = resolve("smoke", ["metrics=[]", "steps=200", "eval_every=10"])
     spec = RunSpec(proto, "dcgan", 1, tmp_path / "ray")
     scratch = tmp_path / "scratch"
@@ -128,7 +130,8 @@ def test_a_killed_worker_is_retried_and_the_run_resumes_from_its_checkpoint(tmp_
                 pid = _pid_holding(on_worker / ".lock")
                 if pid:
                     os.kill(pid, signal.SIGKILL)
-                    killed.append((pid, len(read_jsonl(on_worker / "metrics.jsonl"))))
+                    series = on_worker / "metrics.jsonl"   # written just after the checkpoint
+                    killed.append((pid, len(read_jsonl(series)) if series.exists() else 0))
             time.sleep(0.01)
 
     killer = threading.Thread(target=kill_the_worker_after_its_first_checkpoint, daemon=True)
@@ -146,15 +149,27 @@ def test_a_killed_worker_is_retried_and_the_run_resumes_from_its_checkpoint(tmp_
     assert steps == proto.eval_steps()   # strictly increasing, none twice, none lost
     assert len(os.listdir(spec.run_dir / "samples")) == len(proto.eval_steps())
     ref = run_one(RunSpec(proto, "dcgan", 1, tmp_path / "ref"))
-    _assert_same_series(spec.run_dir, ref.spec.run_dir)
+    assert _series(spec.run_dir) == _series(ref.spec.run_dir)   # as if it had never been killed
     assert not on_worker.exists()   # the scratch copy is gone once the driver has the record
+
+
+@pytest.fixture
+def one_thread():
+    """This process trains with one torch thread, as a Ray task of one CPU does: then a run trained
+    here and one trained (or resumed) on a worker are equal bit for bit."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 class Interrupted(BaseException):
     pass
 
 
-def test_a_partial_run_in_the_driver_folder_travels_with_its_task_and_resumes(tmp_path, ray_instance):
+def test_a_partial_run_in_the_driver_folder_travels_with_its_task_and_resumes(tmp_path, ray_instance, one_thread):
     proto = resolve("smoke", ["metrics=[]", "steps=40"])
     spec = RunSpec(proto, "dcgan", 0, tmp_path / "ray")
 
@@ -170,7 +185,7 @@ def test_a_partial_run_in_the_driver_folder_travels_with_its_task_and_resumes(tm
     assert _summary(spec.run_dir)["resumed"] is True
     assert [row["step"] for row in read_jsonl(spec.run_dir / "metrics.jsonl")] == [10, 20, 30, 40]
     ref = run_one(RunSpec(proto, "dcgan", 0, tmp_path / "ref"))
-    _assert_same_series(spec.run_dir, ref.spec.run_dir)
+    assert _series(spec.run_dir) == _series(ref.spec.run_dir)
 
 
 def test_shared_results_train_in_place_and_report_each_run_once(tmp_path, ray_instance):
@@ -186,6 +201,14 @@ def test_shared_results_train_in_place_and_report_each_run_once(tmp_path, ray_in
     for seed in (0, 1):
         mine = [e for e, s in rec.events if s == seed]
         assert mine == ["started", "done"], rec.events
+
+
+def test_a_run_locked_by_another_process_is_not_submitted(tmp_path, ray_instance):
+    spec = RunSpec(resolve("smoke", ["metrics=[]"]), "dcgan", 0, tmp_path / "ray")
+    with run_lock(spec.run_dir):
+        [result] = RayExecutor(scratch=str(tmp_path / "scratch")).run([spec], Recorder())
+    assert result.status == "locked" and "another process" in result.error
+    assert not (spec.run_dir / "summary.json").exists() and not (tmp_path / "scratch").exists()
 
 
 def test_a_users_mistake_on_a_worker_exits_2_with_one_line(tmp_path, ray_instance):
@@ -206,3 +229,10 @@ def test_task_resources_follow_the_protocols_device_and_threads():
     assert task_resources(resolve("smoke", ['device="cuda"', "threads=4"]), cluster_gpus=1) == {"num_cpus": 4, "num_gpus": 1}
     with pytest.raises(GanbenchError, match="no GPU"):
         task_resources(resolve("smoke", ['device="cuda"']), cluster_gpus=0)
+
+
+def test_an_address_where_no_head_node_answers_is_refused_at_once():
+    t0 = time.perf_counter()
+    with pytest.raises(GanbenchError, match="no Ray head node answers there"):
+        _check_reachable("127.0.0.1:1")
+    assert time.perf_counter() - t0 < 10   # ray.init itself would retry for minutes
