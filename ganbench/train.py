@@ -250,6 +250,9 @@ class Trainer:
 
     # -- the run ---------------------------------------------------------------------------------------
 
+    def _diverged(self) -> bool:
+        return bool(self.history) and self.history[-1].get("diverged") == 1.0
+
     def run(self) -> RunResult:
         t0 = time.perf_counter()
         spec, p = self.spec, self.protocol
@@ -265,9 +268,8 @@ class Trainer:
         })
         store.write_json(self.dir / "summary.json", {"status": "running", "step": self.step, "resumed": resumed})
 
-        status = "complete"
         eval_steps = [s for s in p.eval_steps() if s > self.step]
-        while eval_steps:
+        while eval_steps and not self._diverged():
             target = eval_steps.pop(0)
             acc = torch.zeros(len(STEP_STATS), device=self.device)
             start_step, t = self.step, time.perf_counter()
@@ -281,16 +283,15 @@ class Trainer:
             elapsed = time.perf_counter() - t
             self.train_time += elapsed
             diverged = not bool(torch.isfinite(acc).all())
-            final = diverged or not eval_steps
             row = self._evaluate(acc, self.step - start_step, (self.step - start_step) * p.batch_size,
-                                 elapsed, final=final, diverged=diverged)
+                                 elapsed, final=diverged or not eval_steps, diverged=diverged)
             if self.progress:
                 self.progress(self.step, row)
             self._save_checkpoint()
             store.write_jsonl(self.dir / "metrics.jsonl", self.history)
-            if diverged:
-                status = "diverged"
-                break
+        # also after a resume that found the last checkpoint already at the end
+        store.write_jsonl(self.dir / "metrics.jsonl", self.history)
+        status = "diverged" if self._diverged() else "complete"
 
         wall = time.perf_counter() - t0
         final_row = self.history[-1] if self.history else {}

@@ -166,3 +166,16 @@ def test_changed_protocol_under_the_same_name_is_refused(tmp_path):
     assert _invoke(*base).exit_code == 0
     r = CliRunner().invoke(main, [*base, "--set", "steps=12"])
     assert r.exit_code == 2 and "holds a run with other inputs" in r.output
+
+
+def test_killed_after_the_last_checkpoint_finishes_without_training(tmp_path):
+    spec = RunSpec(resolve("smoke", ["metrics=[]"]), "dcgan", 0, tmp_path)
+    assert run_one(spec).status == "complete"
+    series = _series(spec.run_dir)
+    # the state a SIGKILL between the final checkpoint and the summary leaves behind
+    (spec.run_dir / "metrics.jsonl").unlink()
+    (spec.run_dir / "summary.json").write_text('{"status": "running"}')
+    again = run_one(spec)
+    assert again.status == "complete"
+    assert json.loads((spec.run_dir / "summary.json").read_text())["resumed"] is True
+    assert _series(spec.run_dir) == series
