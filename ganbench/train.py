@@ -228,10 +228,10 @@ class Trainer:
                "interval_ips": images / elapsed if elapsed > 0 else math.nan}
         with torch.no_grad():
             fixed = copy.deepcopy(self.G).train()(self.z_fixed).float().cpu()
-        if diverged:  # nothing to score: G's weights are no longer finite
+        if diverged:  # G's weights are no longer finite: sample scores are NaN, stability says diverged
             row["diverged"] = 1.0
-        elif self.protocol.metrics:
-            row.update(self._metrics(row, fixed, final))
+        if self.protocol.metrics:
+            row.update(self._metrics(row, fixed, final, diverged))
         self.history.append(row)
         self.fixed_history.append(to_uint8(fixed))
         if torch.isfinite(fixed).all():
@@ -239,12 +239,12 @@ class Trainer:
                 save_image(fixed, tmp, nrow=8, normalize=True, value_range=(-1, 1))
         return row
 
-    def _metrics(self, row: dict, fixed: torch.Tensor, final: bool) -> dict:
+    def _metrics(self, row: dict, fixed: torch.Tensor, final: bool, diverged: bool) -> dict:
         ctx = metrics_mod.EvalContext(
             protocol=self.protocol, dataset=self.dataset, sample=self._sampler(self.step),
             reference=self.reference, fixed=fixed, fixed_history=list(self.fixed_history),
             history=self.history + [row], step=self.step, final=final, device=self.device,
-            generator=self.G, discriminator=self.D, arch=self.arch, data_root=self.spec.data_root,
+            generator=self.G, discriminator=self.D, arch=self.arch, diverged=diverged, data_root=self.spec.data_root,
         )
         return metrics_mod.evaluate(ctx, self.protocol.metrics)
 

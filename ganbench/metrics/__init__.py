@@ -1,19 +1,25 @@
 """Metrics: what each evaluation of a run measures.
 
-A ``MetricSpec`` names a metric, says whether each value it produces is better high or low, when it runs
-("eval": at every evaluation, the last included; "final": only at the end of training) and how to compute
-it from an ``EvalContext``. The built-ins are registered through ``ganbench_metrics`` like any plugin's:
+A ``MetricSpec`` names a metric, says for each value it produces whether higher is better, when it runs
+("eval": at every evaluation, the end included; "final": only at the end of training) and how to compute it
+from an ``EvalContext``. The built-ins register through ``ganbench_metrics`` like any plugin's:
 
-- ``quality``: fid, kid_mean, kid_std, precision, recall (torch-fidelity), with the extractor, N real,
-  N fake and reference split recorded beside them (``quality_*`` keys).
-- ``modes``: modes, kl_modes (labelled data only; see ``ganbench.metrics.modes``).
-- ``stability``: sample_drift, sample_oscillation, d_wins, diverged, loss_oscillation_g/_d, fid_best,
-  fid_regression, fid_auc, steps_to_target (see ``ganbench.metrics.stability``).
-- ``cost``: train_ips, sample_ips, peak_mem_mb, g_params, d_params, g_flops, d_flops (see
-  ``ganbench.metrics.cost``).
+- ``quality``: fid, kid_mean, kid_std, precision, recall (``ganbench.metrics.quality``), with
+  ``quality_extractor``, ``quality_n_real``, ``quality_n_fake`` and ``quality_reference`` recorded beside them.
+- ``modes`` (labelled data): modes, kl_modes (``ganbench.metrics.modes``), with ``modes_total``, ``modes_n``,
+  ``modes_classifier`` and ``modes_classifier_accuracy``.
+- ``stability``: diverged, d_wins, sample_drift, sample_oscillation, loss_oscillation_g, loss_oscillation_d,
+  fid_best, fid_regression, fid_auc, steps_to_target (``ganbench.metrics.stability``).
+- ``cost``: train_ips, sample_ips, peak_mem_mb, g_params, d_params, g_flops, d_flops (``ganbench.metrics.cost``).
 
-Metrics run in the order the protocol lists them; each sees the values of those before it in the current
-row (``ctx.history[-1]``), so ``stability`` can read this evaluation's FID.
+Scores are plain floats, NaN where they cannot be computed: every sample score (FID, KID, precision,
+recall, modes, KL, drift) of a diverged run or of a G whose output is not finite; fid_regression after
+divergence; a spread over one evaluation; steps_to_target never reached. The ``metadata`` keys of a spec are
+recorded beside its scores (strings and counts saying how they were made) and are never compared.
+
+``evaluate`` runs metrics in the order named; each sees the values of those before it in the current record
+(``ctx.history[-1]``), so ``stability`` must come after ``quality`` to use this evaluation's FID (the
+protocols' default order does this). Metrics never print.
 """
 
 from __future__ import annotations
@@ -26,21 +32,30 @@ import torch
 
 from ganbench.arch import ArchSpec
 from ganbench.data import DatasetSpec, ImageSet, to_uint8
+from ganbench.errors import GanbenchError, SpecError
 from ganbench.hookspecs import hookimpl
 from ganbench.metrics import cost, modes, quality, stability
-from ganbench.metrics.features import choose_extractor, domain_channels, load_classifier
+from ganbench.metrics.features import (FAMILIES, Extractor, ExtractorMissing, choose_extractor, domain_classifier,
+                                       extract_features)
 from ganbench.protocol import Protocol
 
-N_DRIFT = 64   # fixed-z images compared between evaluations, and real images per batch for the scale
+WHEN = ("eval", "final")
+
+Value = float | int | str   # scores are floats; metadata may be counts or strings (all JSON-able)
 
 
 @dataclass(frozen=True)
 class MetricSpec:
-    name: str
-    description: str
-    compute: Callable[["EvalContext"], dict[str, Any]]
-    outputs: Mapping[str, bool | None]      # value name -> higher is better (None: neither)
-    when: str = "eval"                      # "eval" or "final"
+    name: str                                          # e.g. "quality"
+    description: str                                   # one line
+    compute: Callable[["EvalContext"], dict[str, Value]]
+    outputs: Mapping[str, bool | None]                 # each score it produces -> higher is better (None: neither)
+    when: str = "eval"                                 # "eval": every evaluation and the end; "final": only the end
+    metadata: tuple[str, ...] = ()                     # keys it records beside the scores (how they were made)
+
+    def __post_init__(self):
+        if self.when not in WHEN:
+            raise SpecError(f"metric {self.name!r}: when={self.when!r} is not allowed; expected eval or final")
 
 
 @dataclass
@@ -48,112 +63,128 @@ class EvalContext:
     """What a metric may look at, built by the trainer at each evaluation."""
     protocol: Protocol
     dataset: DatasetSpec
-    sample: Callable[[int], torch.Tensor]   # n -> n generated images, float [-1, 1], CPU; same step, same images
+    sample: Callable[[int], torch.Tensor]   # n -> n generated images, float [-1, 1], (n, C, H, W), CPU; deterministic
     reference: ImageSet                     # the protocol's reference split, uint8
-    fixed: torch.Tensor                     # G(z_fixed) now, float [-1, 1], CPU
-    fixed_history: list[torch.Tensor]       # G(z_fixed) (uint8) at every earlier evaluation, oldest first
-    history: list[dict]                     # the run's evaluation rows, the current one last
+    fixed: torch.Tensor                     # G(z_fixed) now: 64 images, float [-1, 1], CPU
+    fixed_history: list[torch.Tensor]       # G(z_fixed) at every earlier evaluation (uint8), oldest first
+    history: list[dict]                     # the run's evaluation records, oldest first, the current one last
     step: int
-    final: bool
+    final: bool                             # True at the end-of-training evaluation
     device: torch.device
     generator: torch.nn.Module
     discriminator: torch.nn.Module
-    arch: ArchSpec
-    data_root: str | None = None
-    _fakes: torch.Tensor | None = field(default=None, repr=False)
+    arch: ArchSpec                          # the variant's resolved ArchSpec
+    diverged: bool = False                  # True when training stopped on a non-finite loss
+    data_root: str | None = None            # where data sets live (None: $GANBENCH_DATA or the default)
+    _fakes: torch.Tensor | None = field(default=None, init=False, repr=False)
+    _fakes_finite: bool = field(default=True, init=False, repr=False)
+    _extractor: Extractor | None = field(default=None, init=False, repr=False)
 
     @property
     def n_fake(self) -> int:
+        """Generated images scored now: the protocol's n_final at the end, n_eval otherwise."""
         return self.protocol.n_final if self.final else self.protocol.n_eval
 
-    def fakes(self, n: int) -> torch.Tensor:
-        """n generated images as uint8, generated once per evaluation and shared by the metrics."""
-        if self._fakes is None or len(self._fakes) < n:
-            self._fakes = to_uint8(self.sample(n))
-        return self._fakes[:n]
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
 
-    def real(self) -> torch.Tensor:
-        return self.reference.images[: min(self.protocol.n_real, len(self.reference.images))]
+    def fake_images(self) -> torch.Tensor | None:
+        """The evaluation's ``n_fake`` generated images as uint8, drawn once and shared by every metric;
+        None when the run diverged or G's output is not finite (its scores are then NaN)."""
+        if self.diverged or not self._fakes_finite:
+            return None
+        if self._fakes is None:
+            x = self.sample(self.n_fake)
+            self._fakes_finite = bool(torch.isfinite(x).all())
+            self._fakes = to_uint8(x) if self._fakes_finite else None
+        return self._fakes
+
+    def extractor(self) -> Extractor:
+        """The protocol's feature extractor (the same one for every metric of this evaluation)."""
+        if self._extractor is None:
+            self._extractor = choose_extractor(self.protocol, self.dataset, self.data_root)
+        return self._extractor
 
 
-def _extractor(ctx: EvalContext):
+# ---- the built-in metrics ------------------------------------------------------------------------------
+
+
+def compute_quality(ctx: EvalContext) -> dict[str, Value]:
     p = ctx.protocol
-    return choose_extractor(p.extractor, p.fid_weights, ctx.dataset, p.resolution, p.channels, ctx.data_root)
-
-
-def compute_quality(ctx: EvalContext) -> dict[str, Any]:
-    p = ctx.protocol
-    ex = _extractor(ctx)
-    real = ctx.real()
-    cache = f"ganbench-{ctx.dataset.name}-{p.reference_split}-{p.resolution}px-c{p.channels}-{len(real)}-{ex.label}"
-    cache = cache.replace(":", "_").replace("/", "_")
-    scores = quality.quality(real, ctx.fakes(ctx.n_fake), ex, cache if not ctx.dataset.name.startswith("folder:") else None,
-                             cuda=ctx.device.type == "cuda")
-    return {**scores, "quality_extractor": ex.label, "quality_n_real": len(real), "quality_n_fake": ctx.n_fake,
+    ex = ctx.extractor()
+    real = quality.reference_subset(ctx.reference.images, p.n_real)
+    meta = {"quality_extractor": ex.label, "quality_n_real": len(real), "quality_n_fake": ctx.n_fake,
             "quality_reference": p.reference_split}
+    fake = ctx.fake_images()
+    if fake is None:
+        return {**{k: math.nan for k in quality.SCORES}, **meta}
+    cache = quality.real_cache_name(ctx.dataset.name, p.reference_split, p.resolution, p.channels, p.data_seed,
+                                    len(real), ex)
+    return {**quality.quality(fake, real, ex, real_cache=cache, cuda=ctx.cuda), **meta}
 
 
-def compute_modes(ctx: EvalContext) -> dict[str, Any]:
-    if not ctx.dataset.num_classes or ctx.reference.labels is None or ctx.dataset.family == "":
+def compute_modes(ctx: EvalContext) -> dict[str, Value]:
+    ds, p = ctx.dataset, ctx.protocol
+    if not ds.num_classes or ds.family not in FAMILIES or ctx.reference.labels is None:
         return {}
-    p = ctx.protocol
-    clf = load_classifier(ctx.dataset.family, p.resolution, domain_channels(ctx.dataset, p.channels), ctx.data_root)
-    pred = modes.predict(clf.net, ctx.fakes(ctx.n_fake))
-    return {**modes.coverage(pred, ctx.reference.labels, ctx.dataset.num_classes),
-            "modes_total": float(ctx.dataset.num_classes), "modes_n": ctx.n_fake,
-            "classifier_accuracy": clf.accuracy}
+    clf = domain_classifier(p, ds, ctx.data_root)
+    groups = p.channels // clf.channels
+    if clf.net.num_classes ** groups != ds.num_classes:
+        raise GanbenchError(f"data set {ds.name!r} declares {ds.num_classes} classes, but its family's classifier "
+                            f"reads {clf.net.num_classes} classes in each of {groups} channel group(s)")
+    meta = {"modes_total": ds.num_classes, "modes_n": ctx.n_fake, "modes_classifier": clf.name,
+            "modes_classifier_accuracy": clf.accuracy}
+    fake = ctx.fake_images()
+    if fake is None:
+        return {"modes": math.nan, "kl_modes": math.nan, **meta}
+    return {**modes.coverage(modes.predict(clf.net, fake), ctx.reference.labels, ds.num_classes), **meta}
 
 
-def _drift_features(ctx: EvalContext) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The domain classifier's features where there is one, else raw pixels."""
-    p = ctx.protocol
-    if ctx.dataset.family:
-        net = load_classifier(ctx.dataset.family, p.resolution, domain_channels(ctx.dataset, p.channels), ctx.data_root).net
-        c = net.body[0].in_channels
-        with_grad_off = torch.no_grad()
-
-        def feats(x_u8: torch.Tensor) -> torch.Tensor:
-            with with_grad_off:
-                x = x_u8.float() / 127.5 - 1
-                return torch.cat([net.features(g) for g in x.split(c, dim=1)], dim=1)
-        return feats
-    return lambda x_u8: x_u8.flatten(1).float() / 127.5 - 1
-
-
-def compute_stability(ctx: EvalContext) -> dict[str, Any]:
-    row = ctx.history[-1]
-    if ctx.fixed_history:
-        feats = _drift_features(ctx)
-        real = ctx.reference.images
-        g = torch.Generator().manual_seed(0)
-        idx = torch.randperm(len(real), generator=g)[: 2 * N_DRIFT]
-        half = len(idx) // 2
-        row["sample_drift"] = stability.drift(feats(to_uint8(ctx.fixed[:N_DRIFT])), feats(ctx.fixed_history[-1][:N_DRIFT]),
-                                              feats(real[idx[:half]]), feats(real[idx[half:2 * half]]))
-    else:
-        row["sample_drift"] = math.nan
-    return {"sample_drift": row["sample_drift"], **stability.from_history(ctx.history, ctx.protocol.fid_target)}
+def sample_drift(ctx: EvalContext) -> float:
+    """``sample_drift`` of this evaluation (see ``ganbench.metrics.stability``)."""
+    if not ctx.fixed_history or ctx.diverged or not bool(torch.isfinite(ctx.fixed).all()):
+        return math.nan
+    try:
+        ex = ctx.extractor()
+    except ExtractorMissing:
+        return math.nan
+    n = min(stability.N_DRIFT, len(ctx.fixed), len(ctx.fixed_history[-1]))
+    real_a, real_b = stability.real_pairs(ctx.reference.images)
+    images = torch.cat([to_uint8(ctx.fixed[:n]), ctx.fixed_history[-1][:n], real_a, real_b])
+    now, before, fa, fb = extract_features(images, ex, ctx.cuda).split([n, n, len(real_a), len(real_b)])
+    return stability.drift(now, before, fa, fb)
 
 
-def compute_cost(ctx: EvalContext) -> dict[str, Any]:
-    p = ctx.protocol
-    n = min(4 * p.batch_size, 1024)
-    return {"train_ips": cost.steady_train_ips(ctx.history), "sample_ips": cost.sample_ips(ctx.sample, n),
+def compute_stability(ctx: EvalContext) -> dict[str, Value]:
+    drift = sample_drift(ctx)
+    history = ctx.history[:-1] + [{**ctx.history[-1], "sample_drift": drift}]
+    return {"sample_drift": drift, **stability.from_history(history, ctx.protocol.fid_target, ctx.diverged)}
+
+
+def compute_cost(ctx: EvalContext) -> dict[str, Value]:
+    a = ctx.arch
+    return {"train_ips": cost.steady_train_ips(ctx.history),
+            "sample_ips": cost.sample_ips(ctx.sample, cost.SAMPLE_BATCHES * ctx.protocol.batch_size),
             "peak_mem_mb": cost.peak_memory_mb(ctx.device),
-            **cost.size(ctx.generator, ctx.discriminator, ctx.arch.z_dim, ctx.arch.channels, ctx.arch.resolution)}
+            **cost.size(ctx.generator, ctx.discriminator, a.z_dim, a.channels, a.resolution)}
 
 
 BUILTIN_METRICS = [
-    MetricSpec("quality", "FID, KID and precision/recall by torch-fidelity, with the recorded extractor", compute_quality,
-               {"fid": False, "kid_mean": False, "kid_std": None, "precision": True, "recall": True}),
-    MetricSpec("modes", "classes (or stacked-MNIST triples) covered, and KL to the data's class histogram", compute_modes,
-               {"modes": True, "kl_modes": False}),
-    MetricSpec("stability", "divergence, D winning, sample drift/oscillation, FID regression, loss oscillation, "
-               "convergence speed", compute_stability,
-               {"sample_drift": False, "sample_oscillation": False, "d_wins": False, "diverged": False,
+    MetricSpec("quality", "FID, KID and precision/recall by torch-fidelity, with the extractor, N real, N fake "
+               "and reference split", compute_quality,
+               {"fid": False, "kid_mean": False, "kid_std": None, "precision": True, "recall": True},
+               metadata=("quality_extractor", "quality_n_real", "quality_n_fake", "quality_reference")),
+    MetricSpec("modes", "classes (or stacked-MNIST digit triples) the domain classifier finds in the samples, "
+               "and KL to the data's class histogram (labelled data only)", compute_modes,
+               {"modes": True, "kl_modes": False},
+               metadata=("modes_total", "modes_n", "modes_classifier", "modes_classifier_accuracy")),
+    MetricSpec("stability", "divergence, D winning outright, sample drift and oscillation, loss oscillation, "
+               "FID regression from its best, convergence speed (FID area, steps to target)", compute_stability,
+               {"diverged": False, "d_wins": False, "sample_drift": None, "sample_oscillation": False,
                 "loss_oscillation_g": False, "loss_oscillation_d": False, "fid_best": False,
                 "fid_regression": False, "fid_auc": False, "steps_to_target": False}),
-    MetricSpec("cost", "training and sampling images per second, peak memory, parameters, FLOPs per image",
+    MetricSpec("cost", "training and sampling images per second, peak memory, parameters and FLOPs per image",
                compute_cost,
                {"train_ips": True, "sample_ips": True, "peak_mem_mb": False, "g_params": None, "d_params": None,
                 "g_flops": None, "d_flops": None}),
@@ -162,20 +193,25 @@ BUILTIN_METRICS = [
 
 @hookimpl
 def ganbench_metrics() -> list[MetricSpec]:
-    return BUILTIN_METRICS
+    return list(BUILTIN_METRICS)
 
 
-def evaluate(ctx: EvalContext, names: Sequence[str]) -> dict[str, Any]:
-    """Run the named metrics that are due (``final`` ones only at the end) and merge their values."""
+def evaluate(ctx: EvalContext, names: Sequence[str]) -> dict[str, Value]:
+    """Run the named metrics (from the plugin catalog) whose ``when`` fits ``ctx.final``, in order, and merge
+    their values. An unknown name raises ``UnknownName`` (with the closest names) before any metric runs.
+    After each metric, ``ctx.history[-1]`` is replaced by a copy holding its values, for the next."""
     from ganbench.plugins import catalog
 
     registry = catalog().metrics
-    out: dict[str, Any] = {}
-    for name in names:
-        spec = registry.get(name)
+    specs = [registry.get(name) for name in names]
+    out: dict[str, Value] = {}
+    for spec in specs:
         if spec.when == "final" and not ctx.final:
             continue
         values = spec.compute(ctx)
         out.update(values)
-        ctx.history[-1].update(values)   # later metrics see this evaluation's values
+        ctx.history[-1] = {**ctx.history[-1], **values}
     return out
+
+
+__all__ = ["MetricSpec", "EvalContext", "evaluate", "ganbench_metrics", "BUILTIN_METRICS", "Value"]

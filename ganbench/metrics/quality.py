@@ -1,55 +1,79 @@
-"""FID, KID and precision/recall in one torch-fidelity call with one explicit extractor.
+"""Sample quality: FID, KID and precision/recall in ONE torch-fidelity call with one explicit extractor.
 
-Real-side features are cached by torch-fidelity itself (``input2_cache_name``), keyed by data set, split,
-resolution, channels, extractor and the number of real images.
+- ``fid``: Fréchet distance between Gaussians fitted to the generated and the real features (lower is better).
+- ``kid_mean``, ``kid_std``: kernel inception distance (cubic polynomial kernel MMD^2, unbiased) averaged over
+  ``KID_SUBSETS`` random subsets of ``min(KID_MAX_SUBSET, n_real, n_fake)`` images of each side, and its
+  standard deviation over those subsets (torch-fidelity's fixed ``rng_seed``, so repeatable).
+- ``precision``, ``recall``: improved precision/recall (Kynkäänniemi et al. 2019) with k = ``PRC_NEIGHBORHOOD``:
+  the share of generated images inside the real manifold, and of real images inside the generated one.
+
+The features are the protocol's extractor's (``ganbench.metrics.features``); generated images are input1,
+real images input2, as torch-fidelity expects. The real side's features and FID statistics are cached by
+torch-fidelity itself (``cache=True``, ``cache_root=$GANBENCH_CACHE/fidelity``, ``input2_cache_name``), under
+a name made of everything that changes them: data set, split, resolution, channels, data seed, n_real (and
+the seed choosing them) and the extractor. Image-folder data sets (``folder:PATH``) are not cached: their
+files may change.
 """
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch_fidelity
-from torch.utils.data import Dataset
 
 from ganbench.data import cache_dir
-from ganbench.metrics.features import Extractor
+from ganbench.metrics.features import Extractor, ImageTensor
 
 KID_MAX_SUBSET = 1000
 KID_SUBSETS = 100
+PRC_NEIGHBORHOOD = 3
+PRC_BATCH = 2048          # rows of each pairwise-distance block (2048 x 25,600 floats: 200 MB at most)
+REFERENCE_SEED = 0        # which n_real images of the reference split are used, when it has more
+
+SCORES = ("fid", "kid_mean", "kid_std", "precision", "recall")
 
 
-class ImageTensor(Dataset):
-    """uint8 (N, C, H, W) as torch-fidelity reads it: one uint8 CHW tensor per item; grey to RGB if asked."""
+def reference_subset(images: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` images of the reference split, the same ones every time: all of them when there are at most
+    ``n``, else a fixed-seed random choice in their original order (a split sorted by class stays fair)."""
+    if n >= len(images):
+        return images
+    idx = torch.randperm(len(images), generator=torch.Generator().manual_seed(REFERENCE_SEED))[:n]
+    return images[idx.sort().values]
 
-    def __init__(self, images: torch.Tensor, rgb: bool = False):
-        self.images = images.expand(-1, 3, -1, -1) if rgb and images.shape[1] == 1 else images
 
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.images[i]
+def real_cache_name(dataset: str, split: str, resolution: int, channels: int, data_seed: int, n_real: int,
+                    extractor: Extractor) -> str | None:
+    """torch-fidelity's ``input2_cache_name`` for these real images through this extractor; None for
+    image folders. torch-fidelity appends the extractor's registry name and the layer to it."""
+    if dataset.startswith("folder:"):
+        return None
+    name = (f"ganbench-{dataset}-{split}-{resolution}px-c{channels}-seed{data_seed}-n{n_real}r{REFERENCE_SEED}-"
+            f"{extractor.cache_key}")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def fidelity_kwargs(extractor: Extractor, n_real: int, n_fake: int, cuda: bool) -> dict:
-    """The arguments ganbench gives torch-fidelity: one extractor and one layer for all three metrics."""
-    layer = "2048" if extractor.name == "inception-v3-compat" else "penultimate"
+    """Everything ganbench tells torch-fidelity besides the inputs and the cache: one extractor and one
+    layer for all three metrics."""
     return dict(
-        fid=True, kid=True, prc=True, cuda=cuda, verbose=False,
+        fid=True, kid=True, prc=True, isc=False, cuda=cuda, verbose=False,
         feature_extractor=extractor.name, feature_extractor_weights_path=str(extractor.weights_path),
-        feature_layer_fid=layer, feature_layer_kid=layer, feature_layer_prc=layer,
+        feature_layer_fid=extractor.layer, feature_layer_kid=extractor.layer, feature_layer_prc=extractor.layer,
         kid_subset_size=min(KID_MAX_SUBSET, n_real, n_fake), kid_subsets=KID_SUBSETS,
-        samples_shuffle=False, save_cpu_ram=True,
+        prc_neighborhood=PRC_NEIGHBORHOOD, prc_batch_size=PRC_BATCH,
+        batch_size=extractor.batch_size, samples_shuffle=False, save_cpu_ram=True,
     )
 
 
-def quality(real: torch.Tensor, fake: torch.Tensor, extractor: Extractor, real_cache_name: str | None,
+def quality(fake: torch.Tensor, real: torch.Tensor, extractor: Extractor, *, real_cache: str | None = None,
             cuda: bool = False) -> dict[str, float]:
     """FID, KID mean and std, precision and recall of ``fake`` against ``real`` (both uint8 NCHW)."""
-    kwargs = fidelity_kwargs(extractor, len(real), len(fake), cuda)
     out = torch_fidelity.calculate_metrics(
         input1=ImageTensor(fake, extractor.rgb), input2=ImageTensor(real, extractor.rgb),
-        cache=real_cache_name is not None, cache_root=str(cache_dir("fidelity")), input2_cache_name=real_cache_name,
-        **kwargs,
+        cache=real_cache is not None, cache_root=str(cache_dir("fidelity")), input2_cache_name=real_cache,
+        **fidelity_kwargs(extractor, len(real), len(fake), cuda),
     )
     return {
         "fid": float(out["frechet_inception_distance"]),
