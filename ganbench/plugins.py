@@ -25,6 +25,7 @@ BUILTIN_PLUGINS = (
     "ganbench.data",
     "ganbench.protocol",
     "ganbench.metrics",
+    "ganbench.probe",
 )
 
 ENTRY_POINT_GROUP = "ganbench"

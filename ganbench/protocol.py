@@ -54,6 +54,9 @@ class Protocol:
     fid_weights: str = ""           # local path of torch-fidelity's inception-v3-compat weights
     fid_target: float = 0.0         # FID under which a run counts as converged (0: no target)
     metrics: tuple = ("quality", "modes", "stability", "cost")  # metric names run on the schedule
+    probe_labels_per_class: int = 100  # probe metric: labelled training images per class (0: all of them)
+    probe_draws: int = 3            # probe metric: independent draws of the labelled images
+    probe_test: int = 2000          # probe metric: test images scored (0: the whole test split)
     seeds: int = 3                  # default number of seeds per variant
     data_seed: int = 0              # seed of data sets built at random (stacked-mnist)
     precision: str = "fp32"         # "fp32", or "bf16" autocast on a GPU
@@ -78,6 +81,9 @@ class Protocol:
         check("lr_scale", self.lr_scale > 0, "a number > 0")
         check("threads", self.threads >= 0, "an integer >= 0")
         check("data_seed", self.data_seed >= 0, "an integer >= 0")
+        check("probe_labels_per_class", self.probe_labels_per_class >= 0, "an integer >= 0 (0: all labels)")
+        check("probe_draws", self.probe_draws >= 1, "an integer >= 1")
+        check("probe_test", self.probe_test >= 0, "an integer >= 0 (0: the whole test split)")
 
     def _check(self, key: str, ok: bool, allowed: str) -> None:
         if not ok:
@@ -207,11 +213,13 @@ PRESETS: list[Protocol] = [
         name="cifar10-32", description="GPU scale: CIFAR-10 at 32 px, batch 128, 64 width",
         dataset="cifar10", resolution=32, channels=3, g_width=64, d_width=64, batch_size=128,
         steps=20000, eval_every=2000, n_eval=5000, n_final=10000, n_real=10000, seeds=3,
+        metrics=("quality", "modes", "stability", "cost", "probe"),
     ),
     Protocol(
         name="paper-64", description="GPU scale: the paper's 64 px network (4x4x1024 ... 64x64x3) on CIFAR-10",
         dataset="cifar10", resolution=64, channels=3, g_width=128, d_width=128, batch_size=128,
         steps=30000, eval_every=3000, n_eval=5000, n_final=10000, n_real=10000, seeds=3,
+        metrics=("quality", "modes", "stability", "cost", "probe"),
     ),
 ]
 

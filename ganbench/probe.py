@@ -1,0 +1,578 @@
+"""Looking inside a trained run: the paper's representation check (its Table 1), sample grids and latent walks.
+
+**The probe.** The paper reads features off the trained discriminator (each conv stage's activations
+max-pooled to a 4x4 grid, flattened and concatenated) and fits a regularised linear L2-SVM on them: 82.8%
+on CIFAR-10. ganbench does the same for any variant, so a broken rule can be judged on the representation
+D learned as well as on the samples G draws:
+
+- features: D in eval mode without gradients; the output of every block named ``down<i>`` (the one
+  builder's conv stages; a plugin's own D takes part by naming its stages the same way), each
+  ``adaptive_max_pool2d``-ed to 4x4, flattened, concatenated;
+- classifier: standardisation fitted on the labelled subset, then scikit-learn's ``LinearSVC`` (squared
+  hinge, L2 penalty; liblinear's dual solver for label budgets up to 20,000 images); C from ``C_GRID`` by
+  accuracy on a held-out fifth of the labelled subset (ties to the smaller C), then refitted on the whole
+  labelled subset. The label budget is all there is: no extra labels are used to choose C;
+- data: ``labels_per_class`` images per class from the training split (0: all of it), drawn ``draws``
+  times; accuracy on ``n_test`` images of the test split, the same for every draw. The draws and the test
+  images depend on the probe's seed and the draw only, so every run and every variant is scored on the
+  same images (paired comparisons);
+- baselines, by the same code on the same images: an untrained D of the same architecture (what training
+  added: a copy of the run's D with every layer reset and the ArchSpec's init applied from a fixed seed, so
+  the metric, which sees D but not the variant, and ``ganbench probe`` give the same number), and raw pixels.
+
+Unlike the paper (D trained on ImageNet-1k, SVM on CIFAR-10's labels), D here is trained on the data set
+it is probed on; the numbers compare variants under one protocol, not with the paper's 82.8%.
+
+**Samples and walks.** ``sample`` draws images the way the trainer does (a copy of G in training mode:
+batch statistics, batches of the protocol's size). A latent walk needs each frame to depend on its own z
+only, so ``interpolate`` runs a copy of G whose batchnorm statistics were measured once on a reference
+batch of generated images (training mode's statistics, frozen): the first and last frames are then
+exactly G(z_a) and G(z_b).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganbench.arch import ArchSpec, init_weights
+from ganbench.data import ImageSet, cache_dir, load_dataset, to_float
+from ganbench.errors import GanbenchError, SpecError
+from ganbench.hookspecs import hookimpl
+from ganbench.protocol import Protocol
+
+C_GRID = (0.01, 0.1, 1.0)       # SVM regularisation values tried on each draw
+HOLDOUT = 5                     # 1/HOLDOUT of each class's labelled images chooses C
+POOL = 4                        # each stage's activations are max-pooled to POOL x POOL
+MAX_ITER = 2000                 # liblinear iterations per fit; fits that stop short are counted, not hidden
+DUAL_MAX_IMAGES = 20000         # up to this many labelled images, liblinear's dual solver (see _svm)
+RANDOM_D_SEED = 0               # the untrained D's weights
+PROBE_FILE = "probe.json"       # the probe's part of a run record
+CACHE_VERSION = 1               # bump when the probe's procedure changes: cached baseline scores are then ignored
+FEATURE_SETS = ("trained", "random", "pixels")
+
+
+class ProbeError(GanbenchError):
+    """A run folder, checkpoint, network or data set the probe (or sample/interpolate) cannot use."""
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    labels_per_class: int = 100     # labelled training images per class (0: the whole training split)
+    draws: int = 3                  # independent draws of the labelled images; mean and spread over them
+    n_test: int = 2000              # test-split images scored (0, or more than there are: all of them)
+    c_grid: tuple = C_GRID          # LinearSVC C values; the best on the held-out fifth wins
+    seed: int = 0                   # which images are drawn (not the run's seed: every run sees the same)
+
+    def __post_init__(self):
+        object.__setattr__(self, "c_grid", tuple(float(c) for c in self.c_grid))
+        for name, ok, allowed in (
+            ("labels_per_class", self.labels_per_class >= 0, "an integer >= 0 (0: all labels)"),
+            ("draws", self.draws >= 1, "an integer >= 1"),
+            ("n_test", self.n_test >= 0, "an integer >= 0 (0: the whole test split)"),
+            ("c_grid", len(self.c_grid) > 0 and all(c > 0 for c in self.c_grid), "one or more numbers > 0"),
+        ):
+            if not ok:
+                raise SpecError(f"probe {name}={getattr(self, name)!r} is not allowed; expected {allowed}")
+
+    @classmethod
+    def from_protocol(cls, p: Protocol, **changes) -> "ProbeSettings":
+        """The protocol's probe keys (defaults where it has none), with ``changes`` that are not None."""
+        values = dict(labels_per_class=getattr(p, "probe_labels_per_class", 100),
+                      draws=getattr(p, "probe_draws", 3), n_test=getattr(p, "probe_test", 2000))
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class ProbeScore:
+    """One feature set's test accuracy over the draws."""
+    features: str                   # "trained", "random" or "pixels"
+    dim: int                        # feature dimension
+    accuracy: float                 # mean test accuracy over draws (nan where the features are not finite)
+    std: float                      # standard deviation over draws (ddof 1; 0 for one draw)
+    accuracies: tuple               # test accuracy of each draw
+    chosen_c: tuple                 # C chosen on each draw
+    unconverged: int = 0            # fits that hit MAX_ITER
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    settings: ProbeSettings
+    n_labelled: int                 # labelled training images per draw (fit + held out)
+    n_test: int                     # test images scored
+    classes: int
+    scores: Mapping[str, ProbeScore] = field(default_factory=dict)   # feature set -> score
+
+    def metric_values(self) -> dict[str, float | int]:
+        """The ``probe`` metric's scores, and the label budget, draws and test images they were made with."""
+        s = self.scores
+        return {"probe_acc": s["trained"].accuracy, "probe_acc_std": s["trained"].std,
+                "probe_random_acc": s["random"].accuracy, "probe_pixels_acc": s["pixels"].accuracy,
+                "probe_labels_per_class": self.settings.labels_per_class, "probe_draws": self.settings.draws,
+                "probe_n_test": self.n_test}
+
+    def to_dict(self) -> dict:
+        return {**self.metric_values(), "settings": asdict(self.settings), "n_labelled": self.n_labelled,
+                "n_test": self.n_test, "classes": self.classes,
+                "scores": {k: asdict(v) for k, v in self.scores.items()}}
+
+
+# ---- features -----------------------------------------------------------------------------------------
+
+
+def conv_stages(D: nn.Module) -> list[nn.Module]:
+    """D's conv stages: its modules named ``down<i>``, in order."""
+    stages = [m for name, m in D.named_modules() if name.rsplit(".", 1)[-1].startswith("down")]
+    if not stages:
+        raise ProbeError(f"this D ({type(D).__name__}) has no modules named down<i>; the probe reads the output "
+                         "of each conv stage, so a plugin's own D must name its stages down0, down1, ...")
+    return stages
+
+
+def d_features(D: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu", batch: int = 500) -> np.ndarray:
+    """uint8 images -> the paper's D features: each conv stage max-pooled to 4x4, flattened, concatenated
+    (float32, one row per image). D runs in eval mode without gradients; its mode is restored after."""
+    device = torch.device(device)
+    outputs: list[torch.Tensor] = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out: outputs.append(
+        F.adaptive_max_pool2d(out.float(), POOL).flatten(1))) for m in conv_stages(D)]
+    was_training = D.training
+    D.eval()
+    rows = []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                outputs.clear()
+                D(to_float(images[start:start + batch].to(device)))
+                rows.append(torch.cat(outputs, dim=1).cpu())
+    finally:
+        for h in hooks:
+            h.remove()
+        D.train(was_training)
+    return torch.cat(rows).numpy() if rows else np.zeros((0, 0), np.float32)
+
+
+def pixel_features(images: torch.Tensor) -> np.ndarray:
+    """uint8 images -> raw pixels in [-1, 1], flattened."""
+    return to_float(images.flatten(1)).numpy()
+
+
+def untrained_copy(D: nn.Module, init: str, seed: int = RANDOM_D_SEED) -> nn.Module:
+    """D's architecture with fresh weights: every layer reset to PyTorch's own init (BN statistics too), then
+    the ArchSpec's ``init`` scheme, from a fixed seed; the global random state is left as it was. The weights
+    are drawn on the CPU in the default memory format, so a D trained on a GPU or channels-last gets the
+    same untrained twin as the same D loaded from its checkpoint."""
+    params = list(D.parameters())
+    device = params[0].device if params else torch.device("cpu")
+    fresh = copy.deepcopy(D).to("cpu", memory_format=torch.contiguous_format)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for m in fresh.modules():
+            if hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+        init_weights(fresh, init)
+    return fresh.to(device)
+
+
+# ---- the linear probe ---------------------------------------------------------------------------------
+
+
+def draw_labelled(labels: np.ndarray, settings: ProbeSettings, draw: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, held out) indices into the training split: per class ``labels_per_class`` images (all where
+    0), of which a fifth (at least one, where a class has two or more) is held out to choose C."""
+    rng = np.random.default_rng([settings.seed, 1, draw])
+    fit, held = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        if settings.labels_per_class:
+            idx = idx[:settings.labels_per_class]
+        n_held = max(1, len(idx) // HOLDOUT) if len(idx) >= 2 else 0
+        held.append(idx[:n_held])
+        fit.append(idx[n_held:])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(held))
+
+
+def scored_test_indices(n: int, settings: ProbeSettings) -> np.ndarray:
+    """The test images scored: ``n_test`` of the split's ``n``, the same for every draw and every run."""
+    idx = np.random.default_rng([settings.seed, 2]).permutation(n)
+    return np.sort(idx[:settings.n_test] if settings.n_test else idx)
+
+
+def _svm(c: float, n: int, dim: int):
+    """Standardisation, then a linear L2-SVM (squared hinge, L2 penalty). liblinear's dual solver unless the
+    labelled set is both large and longer than the features are wide: scikit-learn's ``dual="auto"`` picks
+    the primal whenever there are more images than features, which on 1,000 standardised MNIST images (768
+    features) took 33 s and did not converge at C=1, against 1.4 s for the dual."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    dual = n <= DUAL_MAX_IMAGES or dim >= n
+    return make_pipeline(StandardScaler(), LinearSVC(C=c, loss="squared_hinge", penalty="l2", dual=dual,
+                                                      max_iter=MAX_ITER, random_state=0))
+
+
+def _fit(c: float, x: np.ndarray, y: np.ndarray):
+    """A fitted scaler + LinearSVC, and whether liblinear stopped at MAX_ITER."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        model = _svm(c, *x.shape).fit(x, y)
+    return model, any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def linear_probe(train_x: np.ndarray, train_y: np.ndarray, fit: np.ndarray, held: np.ndarray,
+                 test_x: np.ndarray, test_y: np.ndarray, c_grid=C_GRID) -> tuple[float, float, int]:
+    """(test accuracy, chosen C, fits that did not converge): C chosen on ``held`` after fitting on ``fit``,
+    then refitted on both."""
+    unconverged = 0
+    if len(held) and len(c_grid) > 1:
+        scores = []
+        for c in c_grid:
+            model, short = _fit(c, train_x[fit], train_y[fit])
+            unconverged += short
+            scores.append(float((model.predict(train_x[held]) == train_y[held]).mean()))
+        best = c_grid[int(np.argmax(scores))]   # first maximum: the smallest C, the strongest regularisation
+    else:
+        best = c_grid[len(c_grid) // 2]
+    both = np.concatenate([fit, held])
+    model, short = _fit(best, train_x[both], train_y[both])
+    return float((model.predict(test_x) == test_y).mean()), best, unconverged + short
+
+
+def probe(extractors: Mapping[str, Callable[[torch.Tensor], np.ndarray]], train: ImageSet, test: ImageSet,
+          settings: ProbeSettings, fingerprints: Mapping[str, str] | None = None) -> ProbeResult:
+    """Each feature extractor (uint8 images -> features) scored by the linear probe on the same draws and
+    the same test images. Features are computed once, for the images some draw or the test uses.
+
+    An extractor with a ``fingerprints`` entry (a string that changes whenever its features would) has its
+    score cached under ``$GANBENCH_CACHE/probe``, keyed by that fingerprint, the images and labels used and
+    the settings: the baselines (pixels; an untrained D, the same for every seed of a variant) are then
+    fitted once per study instead of once per run, and give the very same numbers."""
+    if train.labels is None or test.labels is None:
+        raise ProbeError("the probe needs labels on the training and test splits; this data set has none")
+    train_y, test_y = train.labels.numpy(), test.labels.numpy()
+    classes = len(np.unique(train_y))
+    if classes < 2:
+        raise ProbeError(f"the probe needs two or more classes; the training split has {classes}")
+    draws = [draw_labelled(train_y, settings, d) for d in range(settings.draws)]
+    used = np.unique(np.concatenate([np.concatenate(d) for d in draws]))
+    where = np.full(len(train_y), -1)
+    where[used] = np.arange(len(used))
+    test_idx = scored_test_indices(len(test_y), settings)
+    train_used = train.images[torch.from_numpy(used)]
+    test_used = test.images[torch.from_numpy(test_idx)]
+    scores = {}
+    data_key = _digest(train_used.numpy(), train_y[used], test_used.numpy(), test_y[test_idx],
+                       json.dumps(asdict(settings), sort_keys=True), CACHE_VERSION)
+    for name, extract in extractors.items():
+        cached = None
+        if fingerprints and name in fingerprints:
+            cached = cache_dir("probe") / f"{name}-{_digest(fingerprints[name], data_key)}.json"
+            if cached.is_file():
+                try:
+                    scores[name] = _score_from_json(cached.read_text())
+                    continue
+                except (ValueError, TypeError, KeyError):
+                    pass   # an unreadable cache entry is recomputed and rewritten
+        scores[name] = _score(name, extract, train_used, test_used, train_y[used], test_y[test_idx], where,
+                              draws, settings)
+        if cached is not None:
+            from ganbench.results import atomic_write_text
+            atomic_write_text(cached, json.dumps(asdict(scores[name])))
+    return ProbeResult(settings, len(np.concatenate(draws[0])), len(test_idx), classes, scores)
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return h.hexdigest()[:24]
+
+
+def _score_from_json(text: str) -> ProbeScore:
+    d = json.loads(text)
+    return ProbeScore(**{**d, "accuracies": tuple(d["accuracies"]), "chosen_c": tuple(d["chosen_c"])})
+
+
+def module_fingerprint(module: nn.Module) -> str:
+    """What a network's features depend on: its structure and every parameter and buffer, bit for bit."""
+    state = module.state_dict()
+    return _digest(repr(module), *[(k, tuple(v.shape), str(v.dtype)) for k, v in state.items()],
+                   *[v.detach().cpu().contiguous().numpy() for v in state.values() if v.dtype != torch.bfloat16])
+
+
+def _score(name: str, extract: Callable[[torch.Tensor], np.ndarray], train_used: torch.Tensor,
+           test_used: torch.Tensor, train_y: np.ndarray, test_y: np.ndarray, where: np.ndarray, draws: list,
+           settings: ProbeSettings) -> ProbeScore:
+    """One feature set's probe over every draw."""
+    x_train, x_test = extract(train_used), extract(test_used)
+    if not (np.isfinite(x_train).all() and np.isfinite(x_test).all()):
+        return ProbeScore(name, x_train.shape[1], math.nan, math.nan, (), ())
+    accs, cs, short = [], [], 0
+    for fit, held in draws:
+        acc, c, n_short = linear_probe(x_train, train_y, where[fit], where[held], x_test, test_y, settings.c_grid)
+        accs.append(acc)
+        cs.append(c)
+        short += n_short
+    std = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
+    return ProbeScore(name, x_train.shape[1], float(np.mean(accs)), std, tuple(accs), tuple(cs), short)
+
+
+def probe_discriminator(D: nn.Module, init: str, train: ImageSet, test: ImageSet, settings: ProbeSettings,
+                        device: torch.device | str = "cpu") -> ProbeResult:
+    """The probe on a trained D, on the same D untrained (``init`` is its ArchSpec's scheme), and on pixels."""
+    random_d = untrained_copy(D, init)
+    return probe({"trained": lambda x: d_features(D, x, device),
+                  "random": lambda x: d_features(random_d, x, device),
+                  "pixels": pixel_features}, train, test, settings,
+                 fingerprints={"random": f"{torch.device(device).type} {module_fingerprint(random_d)}", "pixels": "pixels"})
+
+
+def labelled_splits(p: Protocol, root: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
+    """The protocol's data set at its resolution and channels: (training split, test split)."""
+    load = dict(resolution=p.resolution, channels=p.channels, root=root, seed=p.data_seed)
+    return load_dataset(p.dataset, "train", **load), load_dataset(p.dataset, "test", **load)
+
+
+# ---- the metric ----------------------------------------------------------------------------------------
+
+
+def compute_probe(ctx) -> dict[str, float | int]:
+    """The ``probe`` metric: nothing for unlabelled data sets."""
+    train, test = labelled_splits(ctx.protocol, ctx.data_root)
+    if train.labels is None or test.labels is None:
+        return {}
+    result = probe_discriminator(ctx.discriminator, ctx.arch.init, train, test,
+                                 ProbeSettings.from_protocol(ctx.protocol), ctx.device)
+    return result.metric_values()
+
+
+def _metric_spec():
+    from ganbench.metrics import MetricSpec
+
+    return MetricSpec(
+        "probe", "the paper's Table 1: linear L2-SVM on D's conv features max-pooled to 4x4; baselines: "
+        "untrained D, raw pixels", compute_probe,
+        {"probe_acc": True, "probe_acc_std": None, "probe_random_acc": None, "probe_pixels_acc": None},
+        when="final", metadata=("probe_labels_per_class", "probe_draws", "probe_n_test"))
+
+
+@hookimpl
+def ganbench_metrics() -> list:
+    return [_metric_spec()]
+
+
+# ---- a trained run -------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainedRun:
+    run_dir: Path
+    spec: dict                      # spec.json as written by the trainer
+    protocol: Protocol
+    variant: str
+    arch: ArchSpec                  # the variant's ArchSpec under the run's protocol
+    step: int                       # the checkpoint's step
+    G: nn.Module
+    D: nn.Module
+
+
+def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> TrainedRun:
+    """A run folder's networks, rebuilt from its spec.json and loaded from its checkpoint.pt."""
+    from ganbench import results as store
+    from ganbench.plugins import catalog
+    from ganbench.protocol import apply
+
+    run_dir = Path(run_dir)
+    spec_path, ckpt_path = run_dir / "spec.json", run_dir / "checkpoint.pt"
+    if not run_dir.is_dir():
+        raise ProbeError(f"{run_dir}: no such folder; expected a run folder RESULTS/<protocol>/<variant>/seed-<n>")
+    try:
+        spec = store.read_json(spec_path)
+        proto_values = {k: v for k, v in spec["protocol"].items() if k != "source"}
+        variant_name, arch_values = spec["variant"]["name"], spec["arch"]
+    except FileNotFoundError:
+        raise ProbeError(f"{run_dir}: no spec.json; expected a run folder RESULTS/<protocol>/<variant>/seed-<n> "
+                         "written by ganbench run") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ProbeError(f"{spec_path}: unreadable run spec ({type(exc).__name__}: {exc})") from None
+    if not ckpt_path.exists():
+        raise ProbeError(f"{run_dir}: no checkpoint.pt; the run has not reached its first evaluation")
+    protocol = apply(Protocol(), proto_values, source=str(spec_path))
+    variant = catalog().variants.get(variant_name)
+    arch = ArchSpec(**arch_values)
+    G, D = variant.build(arch)
+    try:
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        G.load_state_dict(state["G"])
+        D.load_state_dict(state["D"])
+    except (RuntimeError, KeyError, OSError, EOFError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ProbeError(f"{ckpt_path}: does not load into variant {variant_name!r} as defined now ({first})") from None
+    device = torch.device(device)
+    return TrainedRun(run_dir, spec, protocol, variant_name, variant.arch_spec(arch), int(state.get("step", 0)),
+                      G.to(device), D.to(device))
+
+
+def probe_run(run_dir: str | Path, labels_per_class: int | None = None, draws: int | None = None,
+              n_test: int | None = None, device: str = "auto", data_root: str | None = None) -> dict:
+    """Probe a run's trained D (settings: the run's protocol, then the arguments that are not None), add the
+    result to the run's ``probe.json`` (replacing one with the same settings and step) and return it."""
+    from ganbench import results as store
+    from ganbench.train import resolve_device
+
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    run = load_run(run_dir, dev)
+    settings = ProbeSettings.from_protocol(run.protocol, labels_per_class=labels_per_class, draws=draws, n_test=n_test)
+    train, test = labelled_splits(run.protocol, data_root)
+    if train.labels is None or test.labels is None:
+        raise ProbeError(f"{run.protocol.dataset}: no labels; the probe needs a labelled data set")
+    result = probe_discriminator(run.D, run.arch.init, train, test, settings, dev)
+    entry = {**result.to_dict(), "step": run.step, "device": str(dev), "seconds": time.perf_counter() - t0,
+             "dataset": run.protocol.dataset, "resolution": run.protocol.resolution}
+    path = run.run_dir / PROBE_FILE
+    try:
+        old = store.read_json(path).get("probes", []) if path.exists() else []
+    except (OSError, ValueError):
+        old = []
+    key = lambda e: json.dumps([e.get("settings"), e.get("step")], sort_keys=True)  # noqa: E731  (tuples as lists)
+    store.write_json(path, {"schema": store.SCHEMA_VERSION, "run_id": run.spec.get("run_id"), "variant": run.variant,
+                            "seed": run.spec.get("seed"), "probes": [e for e in old if key(e) != key(entry)] + [entry]})
+    return {**entry, "variant": run.variant, "seed": run.spec.get("seed"), "path": str(path)}
+
+
+# ---- samples and latent walks --------------------------------------------------------------------------
+
+
+def latent(n: int, z_dim: int, seed: int) -> torch.Tensor:
+    """n latent vectors z ~ N(0, I) from a generator seeded by ``seed``."""
+    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
+
+
+def sample(G: nn.Module, z: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """G(z) as the trainer draws samples: a copy of G in training mode (batch statistics), in batches of
+    ``batch_size``; float [-1, 1] on the CPU."""
+    G = copy.deepcopy(G).train()
+    device = next(G.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(z), batch_size):
+            zb = z[start:start + batch_size]
+            m = len(zb)
+            if m == 1:  # batchnorm needs two: pad with the same z
+                zb = zb.repeat(2, 1)
+            out.append(G(zb.to(device))[:m].float().cpu())
+    return torch.cat(out)
+
+
+def frozen_generator(G: nn.Module, reference_z: torch.Tensor) -> nn.Module:
+    """A copy of G whose batchnorm layers use the statistics of one training-mode pass over
+    ``reference_z`` (a batch like the trainer's), frozen: each image then depends on its own z only."""
+    G = copy.deepcopy(G)
+    for m in G.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None   # a cumulative average: exactly this batch's statistics
+    G.train()
+    with torch.no_grad():
+        G(reference_z.to(next(G.parameters()).device))
+    return G.eval()
+
+
+def slerp(za: torch.Tensor, zb: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between rows of za and zb at fractions t: (pairs, steps, z_dim); linear where
+    the two are (nearly) parallel."""
+    cos = F.cosine_similarity(za, zb, dim=1).clamp(-1, 1)
+    omega = torch.arccos(cos)[:, None, None]
+    so = torch.sin(omega)
+    t = t[None, :, None]
+    lerp = (1 - t) * za[:, None] + t * zb[:, None]
+    sph = torch.sin((1 - t) * omega) / so * za[:, None] + torch.sin(t * omega) / so * zb[:, None]
+    return torch.where(so.abs() > 1e-6, sph, lerp)
+
+
+def walk(za: torch.Tensor, zb: torch.Tensor, steps: int, spherical: bool = False) -> torch.Tensor:
+    """Latent points from za to zb, both included: (pairs, steps, z_dim); linear as in the paper, or slerp."""
+    if steps < 2:
+        raise SpecError(f"interpolation steps={steps} is not allowed; expected an integer >= 2")
+    t = torch.linspace(0, 1, steps)
+    if spherical:
+        return slerp(za, zb, t)
+    return (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
+
+
+def interpolate(G: nn.Module, za: torch.Tensor, zb: torch.Tensor, steps: int, spherical: bool = False) -> torch.Tensor:
+    """Images along each walk, (pairs, steps, C, H, W), float [-1, 1] on the CPU; G should be a
+    ``frozen_generator`` (or have no batchnorm) so that each frame depends on its own z only."""
+    points = walk(za, zb, steps, spherical)
+    device = next(G.parameters()).device
+    with torch.no_grad():
+        images = G(points.flatten(0, 1).to(device)).float().cpu()
+    return images.unflatten(0, (len(za), steps))
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
+    """Images in [-1, 1] as one PNG grid (2-pixel padding), written atomically."""
+    from torchvision.utils import save_image
+
+    from ganbench.results import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_image(images, tmp, nrow=nrow, normalize=True, value_range=(-1, 1))
+    return path
+
+
+def _check_finite(run: TrainedRun) -> None:
+    if not all(torch.isfinite(p).all() for p in run.G.parameters()):
+        raise ProbeError(f"{run.run_dir}: G's weights are not finite (the run diverged); nothing to draw")
+
+
+def sample_run(run_dir: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None,
+               device: str = "auto") -> dict:
+    """A grid of n samples from a run's checkpoint, drawn as the trainer draws them; returns what was written."""
+    from ganbench.train import resolve_device
+
+    if n < 1:
+        raise SpecError(f"--n {n} is not allowed; expected an integer >= 1")
+    run = load_run(run_dir, resolve_device(device))
+    _check_finite(run)
+    images = sample(run.G, latent(n, run.arch.z_dim, seed), run.protocol.batch_size)
+    cols = math.ceil(math.sqrt(n))
+    path = save_grid(images, out or run.run_dir / f"sample-seed-{seed}.png", nrow=cols)
+    return {"path": str(path), "n": n, "cols": cols, "rows": math.ceil(n / cols), "seed": seed, "step": run.step,
+            "variant": run.variant, "resolution": run.arch.resolution}
+
+
+def interpolate_run(run_dir: str | Path, pairs: int = 8, steps: int = 10, seed: int = 0, spherical: bool = False,
+                    out: str | Path | None = None, device: str = "auto") -> dict:
+    """Latent walks between random pairs of z (rows: pairs, columns: steps) from a run's checkpoint."""
+    from ganbench.train import resolve_device
+
+    if pairs < 1:
+        raise SpecError(f"--pairs {pairs} is not allowed; expected an integer >= 1")
+    run = load_run(run_dir, resolve_device(device))
+    _check_finite(run)
+    z = latent(2 * pairs + run.protocol.batch_size, run.arch.z_dim, seed)
+    za, zb, reference = z[:pairs], z[pairs:2 * pairs], z[2 * pairs:]
+    frames = interpolate(frozen_generator(run.G, reference), za, zb, steps, spherical)
+    name = f"interpolation-seed-{seed}{'-slerp' if spherical else ''}.png"
+    path = save_grid(frames.flatten(0, 1), out or run.run_dir / name, nrow=steps)
+    return {"path": str(path), "pairs": pairs, "steps": steps, "seed": seed, "slerp": spherical, "step": run.step,
+            "variant": run.variant, "resolution": run.arch.resolution}
