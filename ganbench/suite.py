@@ -8,6 +8,14 @@ A suite file is TOML::
     base = "quick"                           # a preset; the other keys override it
     # results go to RESULTS/<name>/, where name defaults to the suite file's stem
     steps = 400
+
+A suite may run its variants under several protocols that differ in a few keys (the Stacked-MNIST study:
+D at 1/4 and at 1/2 of G's width): each ``[[protocols]]`` table overrides ``[protocol]`` and names its own
+results folder::
+
+    [[protocols]]
+    name = "stacked-mnist-d16"
+    d_width = 16
 """
 
 from __future__ import annotations
@@ -21,17 +29,22 @@ from ganbench.plugins import catalog
 from ganbench.protocol import Protocol, ProtocolError, apply, apply_overrides, load_toml, resolve
 from ganbench.results import RunSpec
 
-SUITE_KEYS = ("variants", "seeds", "protocol")
+SUITE_KEYS = ("variants", "seeds", "protocol", "protocols")
 
 
 @dataclass(frozen=True)
 class Suite:
-    protocol: Protocol
+    protocols: tuple[Protocol, ...]
     variants: tuple[str, ...]
     seeds: tuple[int, ...]
 
+    @property
+    def name(self) -> str:
+        return ", ".join(p.name for p in self.protocols)
+
     def plan(self, results: Path, data_root: str | None = None) -> list[RunSpec]:
-        return [RunSpec(self.protocol, v, s, Path(results), data_root) for v in self.variants for s in self.seeds]
+        return [RunSpec(p, v, s, Path(results), data_root)
+                for p in self.protocols for v in self.variants for s in self.seeds]
 
 
 def expand_variants(names: Iterable[str]) -> tuple[str, ...]:
@@ -72,8 +85,18 @@ def load_suite(path: str | Path, overrides: Iterable[str] = ()) -> Suite:
     table = dict(data.get("protocol", {}))
     base_name = table.pop("base", "quick")
     proto = apply(resolve(base_name), {"name": path.stem, **table}, source=str(path))  # results/<suite name>/
-    proto = apply_overrides(proto, overrides)
-    return Suite(proto, expand_variants(data["variants"]), seed_list(seeds, proto.seeds))
+    tables = data.get("protocols")
+    if tables is None:
+        protos = (apply_overrides(proto, overrides),)
+    elif isinstance(tables, list) and tables and all(isinstance(t, dict) and "name" in t for t in tables):
+        protos = tuple(apply_overrides(apply(proto, t, source=f"{path} [[protocols]] {t['name']!r}"), overrides)
+                       for t in tables)
+    else:
+        raise ProtocolError(f"{path}: 'protocols' must be a list of [[protocols]] tables, each with its own name")
+    names = [p.name for p in protos]
+    if len(set(names)) < len(names):
+        raise ProtocolError(f"{path}: two [[protocols]] tables share a name; each needs its own results folder")
+    return Suite(protos, expand_variants(data["variants"]), seed_list(seeds, proto.seeds))
 
 
 def make_suite(protocol: str, variants: Sequence[str], seeds: int | Sequence[int] | None,
@@ -81,4 +104,4 @@ def make_suite(protocol: str, variants: Sequence[str], seeds: int | Sequence[int
     if not variants:
         raise GanbenchError("nothing to run: give --variant NAME (repeatable) or --suite FILE")
     proto = resolve(protocol, overrides)
-    return Suite(proto, expand_variants(variants), seed_list(seeds, proto.seeds))
+    return Suite((proto,), expand_variants(variants), seed_list(seeds, proto.seeds))
