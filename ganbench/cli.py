@@ -9,6 +9,7 @@ import functools
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -212,13 +213,13 @@ def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, de
         suite = load_suite(suite_file, overrides)
         if variants:
             from ganbench.suite import expand_variants
-            suite = type(suite)(suite.protocol, expand_variants(variants), suite.seeds)
+            suite = replace(suite, variants=expand_variants(variants))
     else:
         suite = make_suite(protocol, variants, None, overrides)
     if seed_list:
-        suite = type(suite)(suite.protocol, suite.variants, tuple(seed_list))
+        suite = replace(suite, seeds=tuple(seed_list))
     elif seeds:
-        suite = type(suite)(suite.protocol, suite.variants, tuple(range(seeds)))
+        suite = replace(suite, seeds=tuple(range(seeds)))
     specs = suite.plan(Path(results), data_root)
     ex = make_executor(executor, jobs, address=address, shared_results=shared_results)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -226,10 +227,10 @@ def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, de
     t0 = time.perf_counter()
     with Progress(*columns, console=err_console, transient=False) as progress:
         outcomes = ex.run(specs, RichObserver(progress, len(specs)))
-    rows = [{"variant": o.spec.variant, "seed": o.spec.seed, "status": o.status, "seconds": round(o.wall_s, 1),
+    rows = [{"protocol": o.spec.protocol.name, "variant": o.spec.variant, "seed": o.spec.seed, "status": o.status, "seconds": round(o.wall_s, 1),
              "error": o.error} for o in outcomes]
-    _print_table(f"{suite.protocol.name}: {len(specs)} runs in {time.perf_counter() - t0:.0f} s -> {results}",
-                 rows, ["variant", "seed", "status", "seconds", "error"])
+    _print_table(f"{suite.name}: {len(specs)} runs in {time.perf_counter() - t0:.0f} s -> {results}",
+                 rows, (["protocol"] if len(suite.protocols) > 1 else []) + ["variant", "seed", "status", "seconds", "error"])
 
 
 @main.command()
@@ -253,7 +254,109 @@ def bench(variants, protocol, overrides, steps, device, data_root, fmt):
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     else:
-        _print_table(f"{suite.protocol.name}: throughput", rows, ["variant", "device", "batch_size", "train_ips", "sample_ips"])
+        _print_table(f"{suite.name}: throughput", rows, ["variant", "device", "batch_size", "train_ips", "sample_ips"])
+
+
+# ---- a trained run: probe, sample, interpolate -----------------------------------------------------------
+
+
+@main.command("probe")
+@click.argument("run_dir")
+@click.option("--labels-per-class", type=click.IntRange(min=0), help="labelled training images per class; 0: all "
+              "(default: the run's protocol, else 100)")
+@click.option("--draws", type=click.IntRange(min=1), help="draws of the labelled images (default: the protocol's, else 3)")
+@click.option("--test", "n_test", type=click.IntRange(min=0), help="test images scored; 0: all (default: the protocol's, else 2000)")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--data-root", type=click.Path(file_okay=False), help="where data sets live (default: $GANBENCH_DATA)")
+@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+@_friendly
+def probe_cmd(run_dir, labels_per_class, draws, n_test, device, data_root, fmt):
+    """The paper's Table 1 on a run: a linear SVM on its D's features, beside an untrained D and raw pixels;
+    the result is added to RUN_DIR/probe.json."""
+    from ganbench.probe import probe_run
+
+    r = probe_run(run_dir, labels_per_class, draws, n_test, device, data_root)
+    if fmt == "json":
+        click.echo(json.dumps(r, indent=2, default=str))
+        return
+    rows = [{"features": {"trained": "trained D", "random": "untrained D", "pixels": "pixels"}[k], "accuracy": s["accuracy"],
+             "std": s["std"], "per draw": [f"{a:.3f}" for a in s["accuracies"]], "C": s["chosen_c"], "dim": s["dim"]}
+            for k, s in r["scores"].items()]
+    st = r["settings"]
+    _print_table(f"{r['variant']} seed {r['seed']} step {r['step']}: {st['labels_per_class'] or 'all'} labels per class x "
+                 f"{st['draws']} draws, {r['n_test']} test images -> {r['path']}",
+                 rows, ["features", "accuracy", "std", "per draw", "C", "dim"])
+
+
+@main.command("sample")
+@click.argument("run_dir")
+@click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="images in the grid")
+@click.option("--seed", default=0, show_default=True, type=int, help="seed of the latent vectors")
+@click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default: RUN_DIR/sample-seed-S.png)")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@_friendly
+def sample_cmd(run_dir, n, seed, out, device):
+    """A grid of samples from a run's checkpoint, drawn as the trainer draws them."""
+    from ganbench.probe import sample_run
+
+    r = sample_run(run_dir, n, seed, out, device)
+    console.print(f"{r['n']} samples ({r['rows']} x {r['cols']}) of {r['variant']} at step {r['step']} -> {r['path']}")
+
+
+@main.command("interpolate")
+@click.argument("run_dir")
+@click.option("--pairs", default=8, show_default=True, type=click.IntRange(min=1), help="walks (rows)")
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(min=2), help="images per walk (columns)")
+@click.option("--slerp", is_flag=True, help="spherical instead of linear interpolation")
+@click.option("--seed", default=0, show_default=True, type=int, help="seed of the latent pairs")
+@click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default: RUN_DIR/interpolation-seed-S.png)")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@_friendly
+def interpolate_cmd(run_dir, pairs, steps, slerp, seed, out, device):
+    """Latent walks between random pairs of z from a run's checkpoint: rows are pairs, columns steps."""
+    from ganbench.probe import interpolate_run
+
+    r = interpolate_run(run_dir, pairs, steps, seed, slerp, out, device)
+    console.print(f"{r['pairs']} walks x {r['steps']} steps ({'slerp' if r['slerp'] else 'linear'}) of {r['variant']} "
+                  f"at step {r['step']} -> {r['path']}")
+
+
+# ---- report -----------------------------------------------------------------------------------------
+
+
+@main.command("report")
+@click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
+              help="the results folder to read")
+@click.option("--protocol", help="report on this protocol only (default: every protocol in the folder)")
+@click.option("--baseline", default="dcgan", show_default=True, help="the variant every other one is compared with")
+@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "html", "json"]),
+              help="table (the terminal; the default), md, csv (the per-variant aggregates), html (one self-contained "
+                   "page with plots) or json; with --out, the default comes from the file's suffix")
+@click.option("--out", type=click.Path(dir_okay=False), help="write the report to this file instead of the terminal")
+@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="significance level of each test")
+@_friendly
+def report_cmd(results, protocol, baseline, fmt, out, alpha):
+    """Aggregate the runs over seeds, compare each variant with the baseline, and say rule by rule whether
+    the evidence supports the paper."""
+    from ganbench import report as rep
+
+    if out and fmt in (None, "table"):
+        fmt = rep.format_for(out) if fmt is None else fmt
+        if fmt == "table":
+            raise GanbenchError(f"--out {out}: --format table is for the terminal; use md, csv, html or json")
+    r = rep.build_report(results, baseline, protocol, alpha)
+    for warning in r.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    if out:
+        path = rep.write_report(r, fmt, out)
+        console.print(f"{fmt} report on {len(r.runs)} runs -> {path}", highlight=False)
+    elif fmt in (None, "table"):
+        for t in rep.display_tables(r, compact=True):
+            _print_table(t.title, t.rows, t.columns)
+        console.print("the reasons, every metric and the plots: --format md|html|json --out FILE", highlight=False)
+    else:
+        click.echo(rep.render(r, fmt), nl=False)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Test set-up: real data from ../shared/datasets, a private cache, built-in plugins only (hermetic)."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -9,7 +11,9 @@ import pytest
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 os.environ.setdefault("GANBENCH_DATA", str(SHARED))
-os.environ.setdefault("GANBENCH_CACHE", tempfile.mkdtemp(prefix="ganbench-test-cache-"))
+if "GANBENCH_CACHE" not in os.environ:   # a private cache, removed at exit (CIFAR-10's extraction is 60,000 files)
+    os.environ["GANBENCH_CACHE"] = tempfile.mkdtemp(prefix="ganbench-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["GANBENCH_CACHE"], ignore_errors=True)
 os.environ.setdefault("GANBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -18,3 +22,29 @@ def needs_shared() -> None:
     """Skip, saying why, where the real data sets are not beside the repository."""
     if not (Path(os.environ["GANBENCH_DATA"]) / "MNIST" / "raw").is_dir():
         pytest.skip(f"real data not found under {os.environ['GANBENCH_DATA']} (set GANBENCH_DATA)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "browser: opens a page in headless chromium (skipped where it is not installed)")
+
+
+@pytest.fixture(scope="session")
+def report_smoke_results(tmp_path_factory):
+    """A real small suite for the report's tests: the smoke protocol, dcgan, no-bn and bn-all, 3 seeds each
+    (about two minutes on 2 CPU cores), trained once per session through the command line."""
+    import json
+
+    from click.testing import CliRunner
+
+    from ganbench.cli import main
+
+    results = tmp_path_factory.mktemp("report-smoke") / "results"
+    r = CliRunner().invoke(main, ["run", "--protocol", "smoke", "--variant", "dcgan", "--variant", "no-bn",
+                                  "--variant", "bn-all", "--seeds", "3", "--results", str(results)],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    failed = [f"{p.parent}: {json.loads(p.read_text()).get('error', '')}" for p in results.glob("*/*/seed-*/summary.json")
+              if json.loads(p.read_text()).get("status") not in ("complete", "diverged")]
+    if failed:
+        pytest.fail("the smoke suite did not train (the trainer or a metric is broken): " + "; ".join(failed[:3]))
+    return results

@@ -1,0 +1,363 @@
+"""The report: loading records (and naming the bad ones), aggregation, verdicts on records whose answer is
+known, every output format on a real small suite, and the HTML page in a real headless browser."""
+
+import io
+import json
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from ganbench import report as rep
+from ganbench.cli import main
+from ganbench.results import write_json, write_jsonl
+
+# ---- hand-made run records ---------------------------------------------------------------------------
+
+
+def write_run(root, variant, seed, final, *, protocol="unit", rule="R1", expects=None, status="complete",
+              device="cpu", steps=(10, 20)):
+    """A run record as the trainer writes it: spec.json, summary.json, metrics.jsonl (the final values
+    reached linearly from 1.5x at the first evaluation)."""
+    d = root / protocol / variant / f"seed-{seed}"
+    rows = []
+    for i, step in enumerate(steps):
+        scale = 1.5 - 0.5 * i / max(len(steps) - 1, 1)
+        row = {"step": step, "images_seen": step * 32, "g_loss": 1.0, "d_loss": 1.2}
+        row.update({k: v * scale if k == "fid" else v for k, v in final.items()})
+        rows.append(row)
+    if status == "diverged":
+        rows[-1] = {"step": steps[-1], "images_seen": steps[-1] * 32, "g_loss": math.nan, "d_loss": math.nan,
+                    "diverged": 1.0}
+    write_json(d / "spec.json", {
+        "schema": 1, "run_id": f"{variant}-{seed}", "seed": seed,
+        "protocol": {"name": protocol, "steps": steps[-1], "dataset": "digits"},
+        "variant": {"name": variant, "rule": rule, "description": f"{variant} (test)", "claim": "",
+                    "expects": expects or {}, "optim": {}},
+        "arch": {}, "dataset": {"name": "digits", "family": "digits"},
+        "environment": {"device": device, "torch": "x", "git_commit": "abc"},
+    })
+    write_jsonl(d / "metrics.jsonl", rows)
+    write_json(d / "summary.json", {"schema": 1, "status": status, "step": steps[-1], "steps": steps[-1],
+                                    "train_seconds": 1.0, "final": rows[-1]})
+    return d
+
+
+BASE_FID = [100.0, 102.0, 98.0, 101.0, 99.0]
+
+
+def _fids(values):
+    return [{"fid": v, "modes": 10.0, "train_ips": 100.0} for v in values]
+
+
+# variant -> (rule, expects, final rows, status); the expected verdict per claim is in KNOWN
+CASES = {
+    # a clear effect in the claimed direction
+    "worse-fid": ("R1", {"fid": "worse"}, _fids([130.0, 133.0, 128.0, 131.0, 129.0]), "complete"),
+    # modes: higher is better, so fewer modes is "worse"
+    "fewer-modes": ("R1", {"modes": "worse"},
+                    [{"fid": 100.0, "modes": m, "train_ips": 100.0} for m in (3.0, 4.0, 2.0, 3.0, 5.0)], "complete"),
+    # the opposite effect
+    "better-fid": ("R2", {"fid": "worse"}, _fids([70.0, 72.0, 68.0, 71.0, 69.0]), "complete"),
+    # no effect
+    "null-fid": ("R3", {"fid": "worse"}, _fids([101.0, 99.0, 100.0, 98.0, 102.0]), "complete"),
+    # "same", and it is the same
+    "same-fid": ("R3", {"fid": "same"}, _fids([100.5, 101.5, 98.5, 99.5, 100.0]), "complete"),
+    # "same", and it clearly differs
+    "same-but-differs": ("R4", {"fid": "same"}, _fids([130.0, 133.0, 128.0, 131.0, 129.0]), "complete"),
+    # "same", not significant, but too far apart to call the same
+    "same-but-noisy": ("R4", {"fid": "same"}, _fids([60.0, 180.0, 120.0, 90.0, 150.0]), "complete"),
+    # a prefix naming two recorded metrics, both worse (higher: oscillation is better low)
+    "oscillates": ("R5", {"loss_oscillation": "worse"},
+                   [{"fid": 100.0, "loss_oscillation_g": 1.0 + s / 10, "loss_oscillation_d": 2.0 + s / 10}
+                    for s in range(5)], "complete"),
+    # a claim about a metric that no run recorded
+    "unrecorded": ("R5", {"sharpness": "worse"}, _fids(BASE_FID), "complete"),
+    # every seed diverged: Fisher's exact test on the counts, 5/5 vs 0/5 -> p = 2/252
+    "diverges": ("R5", {"diverged": "worse"}, [{} for _ in range(5)], "diverged"),
+    # a plugin's variant with a rule of its own: in the variant table, not the rule table
+    "plugin-v": ("my-rule", {"fid": "worse"}, _fids([130.0, 133.0, 128.0, 131.0, 129.0]), "complete"),
+}
+KNOWN = {
+    ("worse-fid", "fid"): "supported",
+    ("fewer-modes", "modes"): "supported",
+    ("better-fid", "fid"): "contradicted",
+    ("null-fid", "fid"): "inconclusive",
+    ("same-fid", "fid"): "supported",
+    ("same-but-differs", "fid"): "contradicted",
+    ("same-but-noisy", "fid"): "inconclusive",
+    ("oscillates", "loss_oscillation_g"): "supported",
+    ("oscillates", "loss_oscillation_d"): "supported",
+    ("unrecorded", "sharpness"): "inconclusive",
+    ("diverges", "diverged"): "supported",
+    ("plugin-v", "fid"): "supported",
+}
+
+
+@pytest.fixture(scope="module")
+def report_known(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report-known")
+    for seed, fid in enumerate(BASE_FID):
+        write_run(root, "dcgan", seed, {"fid": fid, "modes": 10.0, "train_ips": 100.0,
+                                        "loss_oscillation_g": 0.5, "loss_oscillation_d": 0.6 + seed / 100},
+                  rule="-")
+    for name, (rule, expects, finals, status) in CASES.items():
+        for seed, final in enumerate(finals):
+            write_run(root, name, seed, final, rule=rule, expects=expects, status=status)
+    return root
+
+
+def test_verdicts_on_records_with_a_known_answer(report_known):
+    r = rep.build_report(report_known)
+    got = {(c.variant, c.metric): c.verdict for c in r.claims.itertuples()}
+    assert got == KNOWN
+    claims = r.claims.set_index(["variant", "metric"])
+    assert claims.loc[("unrecorded", "sharpness"), "reason"] == "metric not recorded"
+    div = claims.loc[("diverges", "diverged")]
+    assert div["test"] == "fisher" and div["p_value"] == pytest.approx(2 / 252)
+    assert (div["mean_variant"], div["mean_baseline"]) == (1.0, 0.0)
+    worse = claims.loc[("worse-fid", "fid")]
+    assert worse["test"] == "welch" and worse["observed"] == "worse"
+    assert worse["p_value"] == pytest.approx(stats.ttest_ind([130, 133, 128, 131, 129], BASE_FID, equal_var=False).pvalue)
+    assert worse["diff"] == pytest.approx(30.2) and worse["rel"] == pytest.approx(0.302)
+    assert claims.loc[("fewer-modes", "modes"), "observed"] == "worse"   # fewer modes, higher is better
+    assert claims.loc[("better-fid", "fid"), "observed"] == "better"
+    assert "exceeds 10%" in claims.loc[("same-but-noisy", "fid"), "reason"]
+
+
+def test_variant_and_rule_verdicts_summarise_their_parts(report_known):
+    r = rep.build_report(report_known)
+    variants = r.variants.set_index("variant")["verdict"]
+    assert variants["dcgan"] == ""                      # the baseline has no verdict
+    assert variants["oscillates"] == "supported"        # both parts of the prefix support it
+    assert variants["unrecorded"] == "inconclusive"
+    assert variants["plugin-v"] == "supported"          # plugin variants are in the per-variant table ...
+    rules = r.rules.set_index("rule")
+    assert list(rules.index) == ["R1", "R2", "R3", "R4", "R5", "R6"]   # ... but not in the rule table
+    assert "plugin-v" not in " ".join(rules["variants"])
+    assert rules.loc["R1", "verdict"] == "supported"
+    assert rules.loc["R1", "summary"] == "supported by 2/2 variants, contradicted by 0, inconclusive 0"
+    assert rules.loc["R2", "verdict"] == "contradicted"
+    assert rules.loc["R3", "verdict"] == "inconclusive"          # 1 of 2 supports: not a majority
+    assert rules.loc["R3", "summary"] == "supported by 1/2 variants, contradicted by 0, inconclusive 1"
+    assert rules.loc["R4", "verdict"] == "inconclusive"          # 1 contradicted, 1 inconclusive
+    assert rules.loc["R5", "verdict"] == "supported"             # 2 of 3 support, none contradicts
+    assert rules.loc["R6", "summary"] == "no variant of this rule was run"
+
+
+def test_aggregates_are_the_textbook_numbers(report_known):
+    r = rep.build_report(report_known)
+    agg = r.aggregates.set_index(["variant", "metric"])
+    fid = agg.loc[("dcgan", "fid")]
+    half = stats.t.ppf(0.975, 4) * np.std(BASE_FID, ddof=1) / math.sqrt(5)
+    assert (fid["n"], fid["runs"], fid["better"]) == (5, 5, "lower")
+    assert fid["mean"] == pytest.approx(100.0) and fid["median"] == pytest.approx(100.0)
+    assert fid["ci_low"] == pytest.approx(100 - half) and fid["ci_high"] == pytest.approx(100 + half)
+    assert (fid["worst"], fid["best"]) == (102.0, 98.0)              # lower is better
+    modes = agg.loc[("fewer-modes", "modes")]
+    assert (modes["worst"], modes["best"]) == (2.0, 5.0)            # higher is better
+    assert agg.loc[("diverges", "diverged"), "mean"] == 1.0          # the share of seeds that diverged
+    assert ("diverges", "fid") not in agg.index                      # a diverged run has no FID
+    assert agg.loc[("fewer-modes", "collapsed"), "mean"] == 0.0
+    # the final FID and the best FID (from the curve) side by side in the summary table
+    summary = rep.display_tables(r)[1]
+    assert "fid (final)" in summary.columns
+
+
+def test_collapse_is_defined_by_modes_or_d_winning():
+    assert rep._collapsed({"modes": 1.0, "d_wins": 0.0}) == 1.0
+    assert rep._collapsed({"modes": 7.0, "d_wins": 1.0}) == 1.0
+    assert rep._collapsed({"modes": 7.0, "d_wins": 0.0}) == 0.0
+    assert math.isnan(rep._collapsed({}))
+    assert rep._collapsed({"modes": 1.0, "diverged": 1.0}) == 0.0    # counted as diverged instead
+
+
+def test_a_truncated_file_an_empty_folder_and_a_running_run_are_named_and_skipped(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0 + seed}, rule="-")
+        write_run(tmp_path, "no-bn", seed, {"fid": 120.0 + seed}, rule="R2", expects={"fid": "worse"})
+    truncated = write_run(tmp_path, "no-bn", 3, {"fid": 500.0}, rule="R2")
+    text = (truncated / "summary.json").read_text()
+    (truncated / "summary.json").write_text(text[: len(text) // 2])
+    empty = tmp_path / "unit" / "no-bn" / "seed-4"
+    empty.mkdir()
+    running = write_run(tmp_path, "dcgan", 5, {"fid": 1.0}, rule="-")
+    write_json(running / "summary.json", {"status": "running", "step": 10})
+    bad_series = write_run(tmp_path, "dcgan", 6, {"fid": 101.0}, rule="-")
+    with open(bad_series / "metrics.jsonl", "a") as f:
+        f.write('{"step": 30, "fid"')
+
+    r = rep.build_report(tmp_path)
+    assert sorted(set(zip(r.runs["variant"], r.runs["seed"]))) == sorted(
+        [("dcgan", s) for s in (0, 1, 2, 6)] + [("no-bn", s) for s in range(3)])
+    text = "\n".join(r.warnings)
+    assert f"skipped {truncated}: summary.json is not valid JSON" in text
+    assert f"skipped {empty}: empty run folder" in text
+    assert f"skipped {running}: still running" in text
+    assert f"{bad_series}: metrics.jsonl line 3 is not valid JSON" in text
+    assert 500.0 not in set(r.runs["fid"])
+
+    out = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--format", "md"])
+    assert out.exit_code == 0, out.output
+    assert str(truncated) in out.stderr and str(empty) in out.stderr
+    assert "no-bn" in out.stdout and "### Warnings" in out.stdout
+
+
+def test_mixed_devices_give_throughput_from_one_device_and_a_warning(tmp_path):
+    for seed in range(3):
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0, "train_ips": 100.0}, rule="-")
+        write_run(tmp_path, "no-bn", seed, {"fid": 100.0, "train_ips": 200.0}, rule="R2")
+    write_run(tmp_path, "no-bn", 3, {"fid": 100.0, "train_ips": 9000.0}, rule="R2", device="cuda:0")
+    r = rep.build_report(tmp_path)
+    tp = r.throughput.set_index("variant")
+    assert set(tp["device"]) == {"cpu"} and tp.loc["no-bn", "train_ips"] == 200.0
+    assert any("different devices" in w and "cuda:0 (1 runs)" in w for w in r.warnings)
+
+
+def test_user_mistakes_exit_2_with_one_line(report_known, tmp_path):
+    def run(*args):
+        return CliRunner().invoke(main, ["report", *args])
+
+    r = run("--results", str(report_known), "--baseline", "dcgn")
+    assert r.exit_code == 2 and "did you mean: dcgan" in r.stderr and "Traceback" not in r.output
+    r = run("--results", str(report_known), "--protocol", "unt")
+    assert r.exit_code == 2 and "protocols there: unit" in r.stderr
+    r = run("--results", str(tmp_path / "none"))
+    assert r.exit_code == 2 and "no such results folder" in r.stderr
+    r = run("--results", str(tmp_path))
+    assert r.exit_code == 2 and "no finished runs" in r.stderr
+    r = run("--results", str(report_known), "--out", str(tmp_path / "r.txt"))
+    assert r.exit_code == 2 and "cannot tell the format" in r.stderr
+
+
+def _csv_matches(text, aggregates):
+    back = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""])
+    assert list(back.columns) == list(aggregates.columns)
+    for col in aggregates.columns:
+        if pd.api.types.is_numeric_dtype(aggregates[col]):
+            np.testing.assert_array_equal(back[col].to_numpy(float), aggregates[col].to_numpy(float))
+        else:
+            assert list(back[col].fillna("").astype(str)) == list(aggregates[col].astype(str)), col
+
+
+def test_csv_parses_back_to_the_same_numbers(report_known):
+    r = rep.build_report(report_known)
+    _csv_matches(rep.render(r, "csv"), r.aggregates)
+
+
+# ---- a real small suite ------------------------------------------------------------------------------
+
+SMOKE_VARIANTS = ("dcgan", "no-bn", "bn-all")
+
+
+@pytest.mark.parametrize("fmt", ["md", "csv", "html", "json", "table"])
+def test_every_format_from_real_runs_names_every_variant(report_smoke_results, tmp_path, fmt):
+    args = ["report", "--results", str(report_smoke_results)]
+    if fmt == "table":
+        r = CliRunner().invoke(main, args, catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        text = r.stdout
+    else:
+        out = tmp_path / f"report.{fmt}"
+        r = CliRunner().invoke(main, [*args, "--out", str(out)], catch_exceptions=False)   # format from the suffix
+        assert r.exit_code == 0, r.output
+        text = out.read_text()
+    assert r.stderr == ""                               # every record was readable: no warnings
+    for v in SMOKE_VARIANTS:
+        assert v in text
+    if fmt == "json":
+        doc = json.loads(text)
+        assert {v["variant"] for v in doc["variants"]} == set(SMOKE_VARIANTS)
+        assert [x["rule"] for x in doc["rules"]] == ["R1", "R2", "R3", "R4", "R5", "R6"]
+        r2 = next(x for x in doc["rules"] if x["rule"] == "R2")
+        assert r2["variants_run"] == 2 and r2["verdict"] in rep.VERDICTS
+        assert {c["claim_metric"] for c in doc["claims"]} == {"fid", "modes", "sample_oscillation"}
+    if fmt == "md":
+        assert "### Verdicts per rule" in text and "| R2 |" in text
+
+
+def test_csv_from_real_runs_parses_back_to_the_same_numbers(report_smoke_results):
+    r = CliRunner().invoke(main, ["report", "--results", str(report_smoke_results), "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    report = rep.build_report(report_smoke_results)
+    _csv_matches(r.stdout, report.aggregates)
+    back = pd.read_csv(io.StringIO(r.stdout))
+    assert set(back["variant"]) == set(SMOKE_VARIANTS)
+    assert {"fid", "fid_best", "modes", "sample_oscillation", "train_ips", "diverged", "collapsed"} <= set(back["metric"])
+    # and the numbers are those of the run records
+    fid = back[(back["variant"] == "no-bn") & (back["metric"] == "fid")].iloc[0]
+    finals = [json.loads((report_smoke_results / "smoke" / "no-bn" / f"seed-{s}" / "summary.json").read_text())["final"]["fid"]
+              for s in range(3)]
+    assert fid["mean"] == pytest.approx(np.mean(finals), rel=1e-12) and fid["n"] == 3
+
+
+def _distinct_colours(png) -> int:
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB"))
+    return len(np.unique(img.reshape(-1, 3), axis=0))
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_html_page_renders_tables_and_plots_in_a_headless_browser(report_smoke_results, tmp_path):
+    page = tmp_path / "report.html"
+    r = CliRunner().invoke(main, ["report", "--results", str(report_smoke_results), "--format", "html", "--out", str(page)])
+    assert r.exit_code == 0, r.output
+    text = page.read_text()
+    # one self-contained file: every image is a data URI, nothing is fetched
+    srcs = [s.split("'")[0] for s in text.split("src='")[1:]]
+    assert len(srcs) >= 4 + len(SMOKE_VARIANTS) and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "http://" not in text and "https://" not in text
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1400,3000",
+                    page.as_uri()], check=True, capture_output=True, timeout=120)
+    from PIL import Image
+
+    img = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert img.shape[:2] == (3000, 1400)
+    assert _distinct_colours(shot) > 200               # plots (anti-aliased lines, bands) and text, not one colour
+    ink = (img.sum(axis=2) < 600).mean(axis=1)          # the share of non-white pixels per row
+    assert (ink[:300] > 0.01).sum() > 50                # the tables at the top of the page
+    assert (ink[300:2500] > 0.05).sum() > 300           # the plots further down
+
+
+def test_protocols_are_judged_apart_and_can_be_picked(tmp_path):
+    for proto, shift in (("a", 30.0), ("b", 0.0)):
+        for seed, fid in enumerate(BASE_FID):
+            write_run(tmp_path, "dcgan", seed, {"fid": fid}, protocol=proto, rule="-")
+            write_run(tmp_path, "d-maxpool", seed, {"fid": fid + shift + seed / 10}, protocol=proto, rule="R1",
+                      expects={"fid": "worse"})
+    r = rep.build_report(tmp_path)
+    assert len(r.rules) == 12
+    r1 = r.rules[r.rules["rule"] == "R1"].set_index("protocol")["verdict"]
+    assert (r1["a"], r1["b"]) == ("supported", "inconclusive")
+    only_b = rep.build_report(tmp_path, protocol="b")
+    assert set(only_b.runs["protocol"]) == {"b"} and len(only_b.rules) == 6
+    assert "protocol" in rep.display_tables(r)[0].columns and "protocol" not in rep.display_tables(only_b)[0].columns
+
+
+def test_best_fid_comes_from_the_curve_when_not_recorded(tmp_path):
+    for seed in range(2):
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0}, rule="-", steps=(10, 20, 30))
+    runs, series, warnings = rep.load_results(tmp_path)
+    assert list(runs["fid_best"]) == [100.0, 100.0] and warnings == []
+    fid = series[series["metric"] == "fid"]
+    assert list(fid["value"][:3]) == [150.0, 125.0, 100.0] and list(fid["images_seen"][:3]) == [320, 640, 960]
+
+
+@pytest.mark.parametrize("fmt", rep.FORMATS)
+def test_every_format_renders_diverged_runs_and_plugin_variants(report_known, fmt):
+    text = rep.render(rep.build_report(report_known), fmt)
+    for name in CASES:
+        assert name in text
+    if fmt == "json":
+        json.loads(text)        # strict JSON: NaN became null
+        assert "NaN" not in text
