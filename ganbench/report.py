@@ -72,7 +72,8 @@ TRAINER_DIRECTIONS: dict[str, bool | None] = {
 }
 # The per-variant summary shows these, where recorded.
 SUMMARY_METRICS = ("fid", "fid_best", "kid_mean", "precision", "recall", "modes", "kl_modes",
-                   "sample_oscillation", "fid_auc")
+                   "sample_oscillation", "fid_auc", "probe_acc")
+REPRESENTATION = "probe_acc"   # the probe's accuracy on D's features (ganbench.probe): the paper's Table 1
 COST_METRICS = ("train_ips", "sample_ips", "peak_mem_mb", "g_params", "d_params", "g_flops", "d_flops")
 
 
@@ -557,6 +558,44 @@ def rule_verdicts(variants: pd.DataFrame, protocols: Iterable[str]) -> pd.DataFr
                                       "supported", "contradicted", "inconclusive", "summary", "variants"])
 
 
+REPRESENTATION_COLUMNS = ["protocol", "rule", "paper_rule", "changed", "variants_run", "lower", "higher", "unchanged",
+                          "variants"]
+
+
+def representation_by_rule(comparisons: pd.DataFrame, variants: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
+    """Per (protocol, rule): did breaking the rule change the probe's accuracy on D's features? Each variant
+    against the baseline on ``probe_acc`` (Welch's t-test over seeds): "lower" or "higher" at p < alpha,
+    else "unchanged". The rule's answer: "yes" when any variant changed it, "no" when every variant was
+    tested and none did, "unknown" when the probe was not recorded or too few seeds for a test. Empty when
+    no run recorded the probe."""
+    mine = comparisons[comparisons["metric"] == REPRESENTATION]
+    if mine.empty:
+        return pd.DataFrame(columns=REPRESENTATION_COLUMNS)
+    out = []
+    for proto in dict.fromkeys(variants["protocol"]):
+        for rule, (text, _claim) in RULES.items():
+            ran = variants[(variants["protocol"] == proto) & (variants["rule"] == rule)]["variant"].tolist()
+            if not ran:
+                continue
+            counts, words, tested = Counter(), [], 0
+            for name in ran:
+                c = mine[(mine["protocol"] == proto) & (mine["variant"] == name)]
+                if c.empty or not math.isfinite(c["p_value"].iloc[0]):
+                    words.append(f"{name}: no test")
+                    continue
+                c = c.iloc[0]
+                tested += 1
+                change = ("lower" if c["diff"] < 0 else "higher") if c["p_value"] < alpha else "unchanged"
+                counts[change] += 1
+                words.append(f"{name}: {change} ({c['mean_variant']:.3f} vs {c['mean_baseline']:.3f}, "
+                             f"p={c['p_value']:.2g})")
+            changed = "yes" if counts["lower"] or counts["higher"] else ("no" if tested == len(ran) else "unknown")
+            out.append({"protocol": proto, "rule": rule, "paper_rule": text, "changed": changed,
+                        "variants_run": len(ran), "lower": counts["lower"], "higher": counts["higher"],
+                        "unchanged": counts["unchanged"], "variants": "; ".join(words)})
+    return pd.DataFrame(out, columns=REPRESENTATION_COLUMNS)
+
+
 # ---- throughput -------------------------------------------------------------------------------------
 
 
@@ -600,6 +639,7 @@ class Report:
     variants: pd.DataFrame
     rules: pd.DataFrame
     throughput: pd.DataFrame
+    representation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REPRESENTATION_COLUMNS))
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -621,6 +661,9 @@ def definitions(alpha: float = ALPHA, same_tolerance: float = SAME_TOLERANCE) ->
         "inconclusive": "anything else (not significant, too few seeds, metric not recorded)",
         "variant verdict": "supported when at least one claim is supported and none contradicted; contradicted "
                            "the other way round; otherwise inconclusive",
+        "representation": (f"the probe's test accuracy (linear L2-SVM on D's conv features max-pooled to 4x4, the "
+                           f"paper's Table 1); a rule changed it when a variant differs from the baseline at "
+                           f"p < {alpha:g} (Welch)"),
         "rule verdict": "supported when more than half of the rule's variants that were run support it and none "
                         "contradicts it; contradicted the other way round; otherwise inconclusive",
     }
@@ -654,11 +697,13 @@ def build_report(results_dir: str | Path = "results", baseline: str = "dcgan", p
     claims = judge_claims(runs, baseline, alpha, same_tolerance, directions)
     variants = variant_verdicts(runs, claims, baseline)
     tp, tp_warnings = throughput(runs)
+    comparisons = compare(runs, baseline, directions)
     report = Report(
         results=str(results_dir), baseline=baseline, alpha=alpha, same_tolerance=same_tolerance, runs=runs,
-        series=series, aggregates=aggregate(runs, directions), comparisons=compare(runs, baseline, directions),
+        series=series, aggregates=aggregate(runs, directions), comparisons=comparisons,
         claims=claims, variants=variants, rules=rule_verdicts(variants, list(dict.fromkeys(runs["protocol"]))),
-        throughput=tp, warnings=warnings + tp_warnings,
+        throughput=tp, representation=representation_by_rule(comparisons, variants, alpha),
+        warnings=warnings + tp_warnings,
     )
     return report
 
@@ -704,7 +749,7 @@ def _mean_ci(agg: pd.DataFrame, proto: str, variant: str, metric: str) -> str:
     return fmt_number(r["mean"])
 
 
-COMPACT_SUMMARY = ("fid", "fid_best", "modes", "sample_oscillation")
+COMPACT_SUMMARY = ("fid", "fid_best", "modes", "sample_oscillation", "probe_acc")
 
 
 def display_tables(report: Report, compact: bool = False) -> list[DisplayTable]:
@@ -732,7 +777,7 @@ def display_tables(report: Report, compact: bool = False) -> list[DisplayTable]:
         for m in shown:
             row[m] = _mean_ci(agg, r.protocol, r.variant, m)
         rows.append(row)
-    labels = {"fid": "fid (final)", "fid_best": "fid (best)"}
+    labels = {"fid": "fid (final)", "fid_best": "fid (best)", "probe_acc": "representation (probe)"}
     columns = p_col + ["variant", "rule", "seeds", "diverged", "collapsed", *shown, "verdict"]
     tables.append(DisplayTable("Per variant: mean ± 95% interval over seeds", columns,
                                [{**r, **{labels.get(m, m): r[m] for m in shown}} for r in rows]))
@@ -747,6 +792,16 @@ def display_tables(report: Report, compact: bool = False) -> list[DisplayTable]:
     tables.append(DisplayTable("Claims tested (variant vs baseline, final values)",
                                p_col + ["variant", "rule", "claim", "baseline", "variant mean", "diff", "p"]
                                + ([] if compact else ["test", "MW p"]) + ["n", "verdict"] + ([] if compact else ["reason"]), rows))
+
+    if len(report.representation):
+        rows = [{"protocol": r.protocol, "rule": r.rule, "changed": r.changed, "paper's rule": r.paper_rule,
+                 "lower": str(r.lower), "higher": str(r.higher), "unchanged": str(r.unchanged), "variants": r.variants}
+                for r in report.representation.itertuples()]
+        tables.append(DisplayTable(
+            f"Representation: did breaking the rule change the probe's accuracy on D's features? "
+            f"(variant vs {report.baseline}, Welch p < {report.alpha:g})",
+            p_col + ["rule", "changed"] + ([] if compact else ["paper's rule"]) + ["lower", "higher", "unchanged",
+                                                                                    "variants"], rows))
 
     tp = report.throughput
     devices = ", ".join(dict.fromkeys(tp["device"])) if len(tp) else "-"
@@ -789,7 +844,7 @@ def to_json(report: Report) -> str:
         "warnings": report.warnings, "rules": _records(report.rules), "variants": _records(report.variants),
         "claims": _records(report.claims), "aggregates": _records(report.aggregates),
         "comparisons": _records(report.comparisons), "throughput": _records(report.throughput),
-        "runs": _records(report.runs),
+        "representation": _records(report.representation), "runs": _records(report.runs),
     }
     return json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n"
 

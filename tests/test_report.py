@@ -361,3 +361,31 @@ def test_every_format_renders_diverged_runs_and_plugin_variants(report_known, fm
     if fmt == "json":
         json.loads(text)        # strict JSON: NaN became null
         assert "NaN" not in text
+
+
+def test_representation_per_rule_says_whether_breaking_it_changed_the_probe(tmp_path):
+    base = [0.90, 0.91, 0.89, 0.90]
+    for seed, acc in enumerate(base):
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0, "probe_acc": acc}, rule="-")
+    cases = {"hurts": ("R1", [0.80, 0.81, 0.79, 0.80]),     # clearly lower
+             "helps": ("R2", [0.95, 0.96, 0.94, 0.95]),     # clearly higher
+             "null": ("R3", [0.90, 0.89, 0.91, 0.90]),      # no change
+             "null-2": ("R1", [0.91, 0.90, 0.89, 0.90])}    # R1 has one of each
+    for name, (rule, accs) in cases.items():
+        for seed, acc in enumerate(accs):
+            write_run(tmp_path, name, seed, {"fid": 100.0, "probe_acc": acc}, rule=rule)
+    write_run(tmp_path, "unprobed", 0, {"fid": 100.0}, rule="R4")
+    r = rep.build_report(tmp_path)
+    by_rule = r.representation.set_index("rule")
+    assert by_rule.loc["R1", "changed"] == "yes" and (by_rule.loc["R1", "lower"], by_rule.loc["R1", "unchanged"]) == (1, 1)
+    assert by_rule.loc["R2", "changed"] == "yes" and by_rule.loc["R2", "higher"] == 1
+    assert by_rule.loc["R3", "changed"] == "no"
+    assert by_rule.loc["R4", "changed"] == "unknown" and "unprobed: no test" in by_rule.loc["R4", "variants"]
+    assert "R5" not in by_rule.index                      # no variant of R5 was run
+    md = rep.render(r, "md")
+    assert "Representation" in md and "representation (probe)" in md and "hurts: lower" in md
+
+
+def test_representation_table_is_left_out_without_the_probe(report_known):
+    r = rep.build_report(report_known)
+    assert r.representation.empty and "Representation" not in rep.render(r, "md")
