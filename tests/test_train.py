@@ -179,3 +179,15 @@ def test_killed_after_the_last_checkpoint_finishes_without_training(tmp_path):
     assert again.status == "complete"
     assert json.loads((spec.run_dir / "summary.json").read_text())["resumed"] is True
     assert _series(spec.run_dir) == series
+
+
+def test_record_files_are_readable_by_others_like_any_new_file(tmp_path):
+    from ganbench.results import FILE_MODE, atomic_path, write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    with atomic_path(tmp_path / "b.png") as tmp:
+        tmp.write_bytes(b"png")
+    for name in ("a.json", "b.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == FILE_MODE
+    assert FILE_MODE & 0o044 == 0o044 or os.umask(os.umask(0)) & 0o044   # readable unless the umask forbids it
+    assert not list(tmp_path.glob(".*"))                                  # no temporary files left behind

@@ -1,0 +1,70 @@
+"""The committed suite files cannot rot: each loads, names only registered variants, and a smoke version of
+it (its protocols, data set, metrics and variants, with tiny networks and a few steps) trains and reports."""
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ganbench.cli import main
+from ganbench.results import read_json
+from ganbench.suite import load_suite
+
+from conftest import needs_shared
+
+SUITES = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.toml"))
+
+# keep each suite's data set, metrics and variants; shrink everything that costs time
+SMOKE = ["steps=4", "eval_every=2", "g_width=4", "d_width=4", "z_dim=8", "batch_size=8", "n_eval=64",
+         "n_final=64", "n_real=64", "probe_labels_per_class=2", "probe_draws=1", "probe_test=50", "resolution=16"]
+
+
+def test_there_are_the_four_studies():
+    assert {p.stem for p in SUITES} >= {"paper-rules", "stacked-mnist", "paper-64", "cifar10-32"}
+
+
+@pytest.mark.parametrize("path", SUITES, ids=[p.stem for p in SUITES])
+def test_suite_file_loads_with_its_protocols_and_variants(path):
+    suite = load_suite(path)
+    assert suite.variants[0] == "dcgan" and len(suite.variants) >= 7 and len(suite.seeds) >= 3
+    for p in suite.protocols:
+        assert p.source.startswith(str(path))
+
+
+def test_paper_rules_runs_every_built_in_variant_and_the_probe():
+    from ganbench.variants import ganbench_variants
+
+    suite = load_suite(SUITES[[p.stem for p in SUITES].index("paper-rules")])
+    assert set(suite.variants) == {v.name for v in ganbench_variants()} and suite.seeds == (0, 1, 2)
+    assert "probe" in suite.protocols[0].metrics and suite.protocols[0].dataset == "mnist"
+
+
+def test_stacked_mnist_puts_d_at_a_quarter_and_a_half_of_g():
+    suite = load_suite(SUITES[[p.stem for p in SUITES].index("stacked-mnist")])
+    assert sorted(p.d_width / p.g_width for p in suite.protocols) == [0.25, 0.5]
+    assert all(p.n_final == 25600 and p.dataset == "stacked-mnist" for p in suite.protocols)
+    assert len(suite.seeds) == 5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SUITES, ids=[p.stem for p in SUITES])
+def test_smoke_version_of_the_suite_trains_and_reports(path, tmp_path):
+    needs_shared()
+    results = tmp_path / "results"
+    sets = [a for s in SMOKE for a in ("--set", s)]
+    r = CliRunner().invoke(main, ["run", "--suite", str(path), "--seed", "0", "--seed", "1", "--device", "cpu",
+                                  "--results", str(results), *sets])
+    assert r.exit_code == 0, r.output
+    suite = load_suite(path, SMOKE)
+    for p in suite.protocols:
+        for v in suite.variants:
+            for seed in (0, 1):
+                summary = read_json(results / p.name / v / f"seed-{seed}" / "summary.json")
+                assert summary["status"] in ("complete", "diverged"), (p.name, v, summary.get("error"))
+                if summary["status"] == "complete" and "probe" in p.metrics:
+                    assert 0 <= summary["final"]["probe_acc"] <= 1
+    out = tmp_path / "report.md"
+    r = CliRunner().invoke(main, ["report", "--results", str(results), "--format", "md", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    text = out.read_text()
+    assert all(v in text for v in suite.variants)
