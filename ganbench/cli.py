@@ -327,7 +327,8 @@ def interpolate_cmd(run_dir, pairs, steps, slerp, seed, out, device):
 @main.command("report")
 @click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False),
               help="the results folder to read")
-@click.option("--protocol", help="report on this protocol only (default: every protocol in the folder)")
+@click.option("--protocol", "protocols", multiple=True,
+              help="report on this protocol only (repeatable; default: every protocol in the folder)")
 @click.option("--baseline", default="dcgan", show_default=True, help="the variant every other one is compared with")
 @click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "html", "json"]),
               help="table (the terminal; the default), md, csv (the per-variant aggregates), html (one self-contained "
@@ -336,7 +337,7 @@ def interpolate_cmd(run_dir, pairs, steps, slerp, seed, out, device):
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="significance level of each test")
 @_friendly
-def report_cmd(results, protocol, baseline, fmt, out, alpha):
+def report_cmd(results, protocols, baseline, fmt, out, alpha):
     """Aggregate the runs over seeds, compare each variant with the baseline, and say rule by rule whether
     the evidence supports the paper."""
     from ganbench import report as rep
@@ -345,7 +346,7 @@ def report_cmd(results, protocol, baseline, fmt, out, alpha):
         fmt = rep.format_for(out) if fmt is None else fmt
         if fmt == "table":
             raise GanbenchError(f"--out {out}: --format table is for the terminal; use md, csv, html or json")
-    r = rep.build_report(results, baseline, protocol, alpha)
+    r = rep.build_report(results, baseline, protocols or None, alpha)
     for warning in r.warnings:
         click.echo(f"warning: {warning}", err=True)
     if out:

@@ -98,9 +98,15 @@ def metric_directions() -> dict[str, bool | None]:
     return out
 
 
-def load_results(results_dir: str | Path, protocol: str | None = None
+def _protocol_set(protocol: str | Iterable[str] | None) -> set[str] | None:
+    if protocol is None:
+        return None
+    return {protocol} if isinstance(protocol, str) else set(protocol) or None
+
+
+def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None = None
                  ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Every usable run record under ``results_dir`` (of one protocol, if given).
+    """Every usable run record under ``results_dir`` (of the given protocol or protocols, if any).
 
     Returns ``runs`` (a row per run: protocol, variant, rule, seed, status, device, ..., every final metric),
     ``series`` (long form: protocol, variant, seed, step, images_seen, metric, value) and ``warnings``,
@@ -113,8 +119,9 @@ def load_results(results_dir: str | Path, protocol: str | None = None
     rows: list[dict] = []
     series: list[dict] = []
     warnings: list[str] = []
+    wanted = _protocol_set(protocol)
     for run_dir in run_dirs(root):
-        if protocol is not None and run_dir.parent.parent.name != protocol:
+        if wanted is not None and run_dir.parent.parent.name not in wanted:
             continue
         try:
             row, run_series, notes = _read_run(run_dir)
@@ -669,19 +676,20 @@ def definitions(alpha: float = ALPHA, same_tolerance: float = SAME_TOLERANCE) ->
     }
 
 
-def build_report(results_dir: str | Path = "results", baseline: str = "dcgan", protocol: str | None = None,
-                 alpha: float = ALPHA, same_tolerance: float = SAME_TOLERANCE) -> Report:
-    """Everything a report shows, from the records under ``results_dir``."""
+def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
+                 protocol: str | Iterable[str] | None = None, alpha: float = ALPHA,
+                 same_tolerance: float = SAME_TOLERANCE) -> Report:
+    """Everything a report shows, from the records under ``results_dir`` (of the given protocols, if any)."""
     runs, series, warnings = load_results(results_dir, protocol)
     root = Path(results_dir)
-    if runs.empty:
-        if protocol is not None:
-            found = sorted({p.parent.parent.name for p in run_dirs(root)})
-            close = difflib.get_close_matches(protocol, found, n=3, cutoff=0.0)
+    found = sorted({p.parent.parent.name for p in run_dirs(root)}) if root.is_dir() else []
+    for name in sorted(_protocol_set(protocol) or ()):
+        if name not in found:
+            close = difflib.get_close_matches(name, found, n=3, cutoff=0.0)
             hint = f"protocols there: {', '.join(found)}" + (f" (did you mean {close[0]}?)" if close else "") \
                 if found else "it holds no runs"
-            if protocol not in found:
-                raise ReportError(f"no runs of protocol {protocol!r} under {root}; {hint}")
+            raise ReportError(f"no runs of protocol {name!r} under {root}; {hint}")
+    if runs.empty:
         detail = f" ({len(warnings)} unusable: {'; '.join(warnings)})" if warnings else ""
         raise ReportError(f"no finished runs under {root}{detail}; train some with `ganbench run --results {root}`")
     if baseline not in set(runs["variant"]):

@@ -342,6 +342,13 @@ def test_protocols_are_judged_apart_and_can_be_picked(tmp_path):
     only_b = rep.build_report(tmp_path, protocol="b")
     assert set(only_b.runs["protocol"]) == {"b"} and len(only_b.rules) == 6
     assert "protocol" in rep.display_tables(r)[0].columns and "protocol" not in rep.display_tables(only_b)[0].columns
+    write_run(tmp_path, "dcgan", 0, {"fid": 100.0}, protocol="c", rule="-")
+    r = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--protocol", "a", "--protocol", "b",
+                                  "--format", "json"])
+    assert r.exit_code == 0, r.output
+    assert {run["protocol"] for run in json.loads(r.stdout)["runs"]} == {"a", "b"}     # c left out
+    r = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--protocol", "a", "--protocol", "bb"])
+    assert r.exit_code == 2 and "no runs of protocol 'bb'" in r.stderr and "did you mean b" in r.stderr
 
 
 def test_best_fid_comes_from_the_curve_when_not_recorded(tmp_path):
