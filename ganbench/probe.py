@@ -52,6 +52,7 @@ from ganbench.data import ImageSet, cache_dir, load_dataset, to_float
 from ganbench.errors import GanbenchError, SpecError
 from ganbench.hookspecs import hookimpl
 from ganbench.protocol import Protocol
+from ganbench.results import atomic_write_text
 
 C_GRID = (0.01, 0.1, 1.0)       # SVM regularisation values tried on each draw
 HOLDOUT = 5                     # 1/HOLDOUT of each class's labelled images chooses C
@@ -292,7 +293,6 @@ def probe(extractors: Mapping[str, Callable[[torch.Tensor], np.ndarray]], train:
         scores[name] = _score(name, extract, train_used, test_used, train_y[used], test_y[test_idx], where,
                               draws, settings)
         if cached is not None:
-            from ganbench.results import atomic_write_text
             atomic_write_text(cached, json.dumps(asdict(scores[name])))
     return ProbeResult(settings, len(np.concatenate(draws[0])), len(test_idx), classes, scores)
 

@@ -68,3 +68,15 @@ def test_smoke_version_of_the_suite_trains_and_reports(path, tmp_path):
     assert r.exit_code == 0, r.output
     text = out.read_text()
     assert all(v in text for v in suite.variants)
+
+
+@pytest.mark.parametrize("tables, message", [
+    ('[[protocols]]\nd_width = 8\n', "each with its own name"),
+    ('[[protocols]]\nname = "a"\n[[protocols]]\nname = "a"\n', "two [[protocols]] tables share a name"),
+    ('[[protocols]]\nname = "a"\nd_wdth = 8\n', "unknown protocol key 'd_wdth'; did you mean: d_width"),
+])
+def test_malformed_protocols_tables_exit_2_with_one_line(tmp_path, tables, message):
+    path = tmp_path / "bad.toml"
+    path.write_text('variants = ["dcgan"]\n[protocol]\nbase = "smoke"\n' + tables)
+    r = CliRunner().invoke(main, ["run", "--suite", str(path), "--results", str(tmp_path / "res")])
+    assert r.exit_code == 2 and message in r.output and str(path) in r.output and "Traceback" not in r.output
