@@ -98,6 +98,28 @@ class BatchStream:
         return torch.cat(parts)
 
 
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _grad_like_input(module: torch.nn.Module, args: tuple) -> None:
+    """Forward pre-hook: the gradient that flows back into this module's input gets that input's memory
+    layout. Where a channels-last activation meets a contiguous gradient (D's flatten before its linear
+    head, G's reshaped projection before its first convolution), PyTorch's CPU elementwise backward kernels
+    (LeakyReLU, ReLU) take a slow strided path: 2.7 ms instead of 0.08 ms on a 128x32x16x16 tensor. One copy
+    of the gradient avoids it; the values are unchanged."""
+    x = args[0]
+    if isinstance(x, torch.Tensor) and x.requires_grad and x.dim() == 4:
+        layout = torch.channels_last if _is_channels_last(x) else torch.contiguous_format
+        x.register_hook(lambda g: g.contiguous(memory_format=layout))
+
+
+def _keep_grad_layouts(net: torch.nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Flatten)):
+            m.register_forward_pre_hook(_grad_like_input)
+
+
 def _grad_norm(net: torch.nn.Module) -> torch.Tensor:
     return torch.nn.utils.get_total_norm([p.grad for p in net.parameters() if p.grad is not None])
 
@@ -130,6 +152,9 @@ class Trainer:
         self.arch = self.variant.arch_spec(p.arch())
         self.memory_format = torch.channels_last if p.channels_last else torch.contiguous_format
         self.G, self.D = (net.to(self.device, memory_format=self.memory_format) for net in self.variant.build(p.arch()))
+        if p.channels_last:
+            _keep_grad_layouts(self.G)
+            _keep_grad_layouts(self.D)
         o, scale = self.variant.optim, p.lr_scale
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.g.lr * scale, betas=o.g.betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=o.d.lr * scale, betas=o.d.betas)
