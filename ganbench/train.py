@@ -8,7 +8,9 @@ So the same seed gives the same losses bit for bit on a CPU, and a run resumed f
 exactly as if it had never stopped.
 
 Data stays one uint8 tensor (on the training device) and is converted per batch; losses and statistics
-are accumulated on the device and read once per evaluation.
+are accumulated on the device and read once per evaluation. With ``precision = "bf16"`` the training forward
+passes run under bf16 autocast (convolutions and matrix products in bf16, on a CPU with AVX-512 BF16 or a
+GPU); weights, Adam's state, the losses and every evaluation stay fp32.
 """
 
 from __future__ import annotations
@@ -195,6 +197,11 @@ class Trainer:
 
     # -- the step --------------------------------------------------------------------------------------
 
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast of G's and D's forward passes when the protocol asks for it (weights, optimizer
+        state, losses and evaluation stay fp32); a no-op context at fp32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.protocol.precision == "bf16")
+
     def train_step(self, step: int, acc: torch.Tensor) -> None:
         p = self.protocol
         x = to_float(self.data[self.stream.indices(step).to(self.device)]).contiguous(memory_format=self.memory_format)
@@ -204,8 +211,9 @@ class Trainer:
 
         # D: maximise log D(x) + log(1 - D(G(z)))
         self.opt_d.zero_grad(set_to_none=True)
-        fake = self.G(z)
-        d_real, d_fake = self.D(x), self.D(fake.detach())
+        with self._autocast():
+            fake = self.G(z)
+            d_real, d_fake = self.D(x).float(), self.D(fake.detach()).float()
         d_loss = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
         d_loss.backward()
         d_norm = _grad_norm(self.D)
@@ -215,7 +223,9 @@ class Trainer:
         # are not needed here (the next D step starts from zero), so they are not computed
         self.opt_g.zero_grad(set_to_none=True)
         self.D.requires_grad_(False)
-        g_loss = F.binary_cross_entropy_with_logits(self.D(fake), ones)
+        with self._autocast():
+            d_on_fake = self.D(fake).float()
+        g_loss = F.binary_cross_entropy_with_logits(d_on_fake, ones)
         g_loss.backward()
         self.D.requires_grad_(True)
         g_norm = _grad_norm(self.G)

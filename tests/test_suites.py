@@ -19,16 +19,32 @@ SMOKE = ["steps=4", "eval_every=2", "g_width=4", "d_width=4", "z_dim=8", "batch_
          "n_final=64", "n_real=64", "probe_labels_per_class=2", "probe_draws=1", "probe_test=50", "resolution=16"]
 
 
-def test_there_are_the_four_studies():
-    assert {p.stem for p in SUITES} >= {"paper-rules", "stacked-mnist", "paper-64", "cifar10-32"}
+STUDIES = {"paper-rules", "stacked-mnist", "paper-64", "cifar10-32"}   # the paper's network and the rule breakers
+
+
+def test_there_are_the_four_studies_and_the_precision_check():
+    assert {p.stem for p in SUITES} >= STUDIES | {"precision"}
 
 
 @pytest.mark.parametrize("path", SUITES, ids=[p.stem for p in SUITES])
 def test_suite_file_loads_with_its_protocols_and_variants(path):
     suite = load_suite(path)
-    assert suite.variants[0] == "dcgan" and len(suite.variants) >= 7 and len(suite.seeds) >= 3
+    assert suite.variants[0] == "dcgan" and len(suite.seeds) >= 3
+    if path.stem in STUDIES:
+        assert len(suite.variants) >= 7
     for p in suite.protocols:
         assert p.source.startswith(str(path))
+
+
+def test_precision_check_differs_from_the_paper_rules_study_only_in_precision():
+    by_stem = {p.stem: p for p in SUITES}
+    rules = load_suite(by_stem["paper-rules"]).protocols[0].to_dict()
+    fp32, bf16 = load_suite(by_stem["precision"]).protocols
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    ignore = {"name", "description", "source", "precision"}
+    for p in (fp32, bf16):
+        assert {k: v for k, v in p.to_dict().items() if k not in ignore} == \
+               {k: v for k, v in rules.items() if k not in ignore}
 
 
 def test_paper_rules_runs_every_built_in_variant_and_the_probe():

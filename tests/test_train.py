@@ -233,3 +233,28 @@ def test_channels_last_backward_sees_one_layout_and_the_same_numbers():
         t.train_step(1, acc)
         stats[cl] = acc
     assert torch.allclose(stats[True], stats[False], rtol=1e-4), stats
+
+
+def test_bf16_precision_trains_in_bf16_and_stays_near_fp32():
+    import torch
+
+    from ganbench.train import Trainer
+
+    out, dtypes = {}, {}
+    for precision in ("fp32", "bf16"):
+        t = Trainer(RunSpec(resolve("smoke", ["metrics=[]", f'precision="{precision}"']), "dcgan", 0))
+        t.setup()
+        seen = set()
+        hooks = [m.register_forward_hook(lambda m, i, o: seen.add(o.dtype)) for net in (t.G, t.D)
+                 for m in net.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))]
+        acc = torch.zeros(6)
+        t.train_step(0, acc)
+        for h in hooks:
+            h.remove()
+        out[precision], dtypes[precision] = acc, seen
+        assert all(p.dtype == torch.float32 for p in t.G.parameters())   # fp32 master weights
+        assert all(s["exp_avg"].dtype == torch.float32 for s in t.opt_g.state.values())
+    assert dtypes == {"fp32": {torch.float32}, "bf16": {torch.bfloat16}}
+    assert not torch.equal(out["fp32"], out["bf16"])
+    # the first step's losses and D outputs agree to bf16's precision (8 bits of mantissa, a few layers deep)
+    assert torch.allclose(out["fp32"][:4], out["bf16"][:4], rtol=0.05, atol=0.01), out
