@@ -7,8 +7,11 @@ ganbench's builder) with the same batch on the same device, on real MNIST. Repet
 so that both see the same machine state.
 
     GANBENCH_DATA=../shared/datasets python benchmarks/throughput.py [--steps 30] [--reps 3] [--device cpu]
+        [--precision fp32 --precision bf16]
 
-Prints images per second of each, per configuration, and the ratio ganbench / reference.
+Prints images per second of each, per configuration, and the ratio ganbench / reference, for ganbench at
+each precision asked (default: fp32, the protocols' default, and bf16 autocast); the reference is fp32, as
+the example trains.
 """
 
 from __future__ import annotations
@@ -90,28 +93,37 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference (the example uses 2)")
+    ap.add_argument("--precision", action="append", choices=["fp32", "bf16"],
+                    help="ganbench's training precision (repeatable; default: fp32 and bf16)")
     args = ap.parse_args()
     device = torch.device(args.device)
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    precisions = args.precision or ["fp32", "bf16"]
     for res, width, batch in CONFIGS:
-        proto = resolve("smoke", [f"dataset=\"mnist\"", f"resolution={res}", "channels=1", f"g_width={width}",
-                                  f"d_width={width}", "z_dim=100", f"batch_size={batch}", f"device=\"{args.device}\""])
-        trainer = Trainer(RunSpec(proto, "dcgan", 0))
-        trainer.setup()
+        trainers = {}
+        for precision in precisions:
+            proto = resolve("smoke", ['dataset="mnist"', f"resolution={res}", "channels=1", f"g_width={width}",
+                                      f"d_width={width}", "z_dim=100", f"batch_size={batch}",
+                                      f'device="{args.device}"', f'precision="{precision}"'])
+            trainers[precision] = Trainer(RunSpec(proto, "dcgan", 0))
+            trainers[precision].setup()
         ds = torchvision.datasets.MNIST(str(data_root()), train=True, download=False, transform=T.Compose([
             T.Resize(res), T.ToTensor(), T.Normalize((0.5,), (0.5,))]))
         loader = torch.utils.data.DataLoader(ds, batch_size=batch, shuffle=True, num_workers=args.workers,
                                              drop_last=True, persistent_workers=args.workers > 0)
-        G, D = trainer.variant.build(proto.arch())
+        G, D = trainers[precisions[0]].variant.build(proto.arch())   # the same network, built afresh
         G, D = G.to(device), D.to(device)
-        ours, ref = [], []
+        ours, ref = {precision: [] for precision in precisions}, []
         for _ in range(args.reps):
-            ours.append(ganbench_loop(trainer, args.steps))
+            for precision, trainer in trainers.items():
+                ours[precision].append(ganbench_loop(trainer, args.steps))
             ref.append(reference_loop(G, D, loader, args.steps, proto.z_dim, device))
-        o, r = statistics.median(ours), statistics.median(ref)
-        print(f"{res} px, width {width}, batch {batch}: ganbench {o:8.1f} img/s  reference {r:8.1f} img/s  "
-              f"ratio {o / r:4.2f}  (medians of {args.reps}; ganbench {['%.1f' % v for v in ours]}, "
-              f"reference {['%.1f' % v for v in ref]})")
+        r = statistics.median(ref)
+        print(f"{res} px, width {width}, batch {batch} (medians of {args.reps}):")
+        print(f"  reference fp32  {r:8.1f} img/s          {['%.1f' % v for v in ref]}")
+        for precision, values in ours.items():
+            o = statistics.median(values)
+            print(f"  ganbench  {precision}  {o:8.1f} img/s  {o / r:4.2f}x  {['%.1f' % v for v in values]}")
 
 
 if __name__ == "__main__":
