@@ -1,0 +1,33 @@
+"""The fp32 against bf16 table of results/published/README.md, from the run records of benchmarks/precision.toml:
+mean ± sd over seeds of each final score and of the training seconds, and Welch's t-test p (the report's).
+
+    python benchmarks/precision_table.py [RESULTS]      # default: results/published/records
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ganbench.report import DisplayTable, _md_table, _welch, load_results
+
+PROTOCOLS = ("precision-fp32", "precision-bf16")
+KEYS = ("fid", "kid_mean", "precision", "recall", "kl_modes", "probe_acc", "train_seconds")
+
+
+def main() -> None:
+    root = sys.argv[1] if len(sys.argv) > 1 else "results/published/records"
+    runs, _, warnings = load_results(root, PROTOCOLS)
+    by = {p: runs[runs.protocol == p] for p in PROTOCOLS}
+    rows = []
+    for key in KEYS:
+        a, b = (by[p][key].astype(float) for p in PROTOCOLS)
+        rows.append({"score": key, "fp32": f"{a.mean():.4g} ± {a.std():.2g}", "bf16": f"{b.mean():.4g} ± {b.std():.2g}",
+                     "Welch p": f"{_welch(a.to_numpy(), b.to_numpy())[0]:.2g}"})
+    title = f"{len(by[PROTOCOLS[0]])} fp32 and {len(by[PROTOCOLS[1]])} bf16 runs from {root} (mean ± sd over seeds)"
+    print(_md_table(DisplayTable(title, ["score", "fp32", "bf16", "Welch p"], rows)))
+    for w in warnings:
+        print(w, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
