@@ -28,6 +28,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "browser: opens a page in headless chromium (skipped where it is not installed)")
 
 
+@pytest.fixture
+def restore_threads():
+    """A test whose runs set torch's thread count in this process (protocol key ``threads``) gives the
+    other tests their threads back."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def report_smoke_results(tmp_path_factory):
     """A real small suite for the report's tests: the smoke protocol, dcgan, no-bn and bn-all, 3 seeds each

@@ -41,10 +41,7 @@ def _series(run_dir: Path) -> list[dict]:
 
 
 def _assert_same_series(a: Path, b: Path) -> None:
-    sa, sb = _series(a), _series(b)
-    assert [r["step"] for r in sa] == [r["step"] for r in sb]
-    for ra, rb in zip(sa, sb):
-        assert ra == pytest.approx(rb, rel=1e-4)
+    assert _series(a) == _series(b)   # bit for bit: both sides train with one torch thread
 
 
 def _summary(run_dir: Path) -> dict:
@@ -69,10 +66,12 @@ class Recorder:
         self.events.append(("done", result.spec.seed))
 
 
-def test_a_suite_on_ray_gives_the_records_of_the_in_process_executor(tmp_path, ray_instance):
-    # the cost metric runs on the workers; the smoke protocol's quality metrics would take minutes here
+def test_a_suite_on_ray_gives_the_records_of_the_in_process_executor(tmp_path, ray_instance, restore_threads):
+    # the cost metric runs on the workers; the smoke protocol's quality metrics would take minutes here.
+    # A Ray task trains with one torch thread (its one CPU); so does the local run, so that the float
+    # reductions happen in the same order and the series are equal bit for bit on any CPU
     args = ["run", "--variant", "dcgan", "--variant", "d-relu", "--protocol", "smoke", "--seeds", "2",
-            "--set", 'metrics=["cost"]']
+            "--set", 'metrics=["cost"]', "--set", "threads=1"]
     local = _invoke(*args, "--results", str(tmp_path / "local"))
     assert local.exit_code == 0, local.output
     r = _invoke(*args, "--executor", "ray", "--results", str(tmp_path / "ray"))
