@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from ganbench.report import DisplayTable, _md_table, _welch, load_results
+from ganbench.report import DisplayTable, load_results
+from ganbench.report.render import _md_table
+from ganbench.report.stats import _welch
 
 PROTOCOLS = ("precision-fp32", "precision-bf16")
 KEYS = ("fid", "kid_mean", "precision", "recall", "kl_modes", "probe_acc", "train_seconds")
@@ -16,7 +18,8 @@ KEYS = ("fid", "kid_mean", "precision", "recall", "kl_modes", "probe_acc", "trai
 
 def main() -> None:
     root = sys.argv[1] if len(sys.argv) > 1 else "results/published/records"
-    runs, _, warnings = load_results(root, PROTOCOLS)
+    loaded = load_results(root, PROTOCOLS)
+    runs, warnings = loaded.runs, loaded.warnings
     by = {p: runs[runs.protocol == p] for p in PROTOCOLS}
     rows = []
     for key in KEYS:

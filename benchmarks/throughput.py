@@ -27,7 +27,7 @@ import torchvision.transforms as T
 
 from ganbench.data import data_root
 from ganbench.protocol import resolve
-from ganbench.results import RunSpec
+from ganbench.record import RunSpec
 from ganbench.train import Trainer
 
 CONFIGS = [  # (resolution, width, batch)

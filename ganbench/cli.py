@@ -61,40 +61,44 @@ def main():
     over seeds, and say rule by rule whether the evidence holds."""
 
 
+# Options several commands share, declared once.
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def device_option(default: str | None = None):
+    return click.option("--device", default=default, show_default=default is not None, type=click.Choice(DEVICES),
+                        help="the device to use" + ("" if default else " (default: the protocol's, auto)"))
+
+
+def format_option(*choices: str, default: str | None = "table", help: str | None = None):
+    return click.option("--format", "fmt", default=default, type=click.Choice(list(choices)), help=help)
+
+
+def data_root_option():
+    return click.option("--data-root", type=click.Path(file_okay=False),
+                        help="where data sets live (default: $GANBENCH_DATA, else ~/.cache/ganbench/data)")
+
+
+def protocol_options(fn):
+    """--protocol and --set."""
+    fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                      help="override a protocol key (repeatable; the value is TOML)")(fn)
+    return click.option("--protocol", default="quick", show_default=True,
+                        help="a preset name or a protocol TOML file")(fn)
+
+
 # ---- list / show ------------------------------------------------------------------------------------
-
-
-def list_rows(what: str) -> tuple[list[dict], list[str]]:
-    from ganbench.plugins import catalog
-
-    cat = catalog()
-    if what == "variants":
-        rows = [{"name": v.name, "rule": v.rule, "description": v.description, "plugin": cat.variants.origin(v.name),
-                 "expects": dict(v.expects)} for v in cat.variants]
-        return rows, ["name", "rule", "description", "plugin"]
-    if what == "datasets":
-        rows = [{"name": d.name, "description": d.description, "classes": d.num_classes, "plugin": cat.datasets.origin(d.name)}
-                for d in cat.datasets]
-        return rows, ["name", "description", "classes", "plugin"]
-    if what == "metrics":
-        rows = [{"name": m.name, "description": m.description, "when": m.when, "outputs": sorted(m.outputs),
-                 "plugin": cat.metrics.origin(m.name)} for m in cat.metrics]
-        return rows, ["name", "description", "when", "outputs", "plugin"]
-    if what == "protocols":
-        rows = [{"name": p.name, "description": p.description, "dataset": p.dataset, "resolution": p.resolution,
-                 "steps": p.steps, "plugin": cat.protocols.origin(p.name)} for p in cat.protocols]
-        return rows, ["name", "description", "dataset", "resolution", "steps", "plugin"]
-    rows = cat.plugins()
-    return rows, ["name", "distribution", "version", "module", "hooks"]
 
 
 @main.command("list")
 @click.argument("what", default="variants", type=click.Choice(["variants", "datasets", "metrics", "protocols", "plugins"]))
-@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+@format_option("table", "json")
 @_friendly
 def list_cmd(what: str, fmt: str):
     """List the registered variants, data sets, metrics, protocols or plugins."""
-    rows, columns = list_rows(what)
+    from ganbench.plugins import catalog
+
+    rows, columns = catalog().rows(what)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
     else:
@@ -127,7 +131,7 @@ def describe_variant(name: str, resolution: int, width: int, channels: int, z_di
 @click.option("--resolution", default=64, show_default=True, type=click.Choice(["16", "32", "64", "128"]))
 @click.option("--width", default=128, show_default=True, type=click.IntRange(min=1), help="G's last / D's first stage channels")
 @click.option("--channels", default=3, show_default=True, type=click.Choice(["1", "3"]))
-@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+@format_option("table", "json")
 @_friendly
 def show(variant: str, resolution: str, width: int, channels: str, fmt: str):
     """Show a variant's layers, output shapes, parameters and FLOPs per image."""
@@ -187,13 +191,12 @@ class RichObserver:
 @main.command()
 @click.option("--variant", "variants", multiple=True, help="a variant name, R1..R6 for a rule's variants, * for all (repeatable)")
 @click.option("--suite", "suite_file", type=click.Path(dir_okay=False), help="a suite TOML file (variants, seeds, protocol)")
-@click.option("--protocol", default="quick", show_default=True, help="a preset name or a protocol TOML file")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a protocol key (repeatable)")
+@protocol_options
 @click.option("--seeds", type=click.IntRange(min=1), help="run seeds 0..N-1 (default: the protocol's)")
 @click.option("--seed", "seed_list", multiple=True, type=int, help="run this seed (repeatable)")
 @click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="training device (default: the protocol's, auto)")
-@click.option("--data-root", type=click.Path(file_okay=False), help="where data sets live (default: $GANBENCH_DATA, else ~/.cache/ganbench/data)")
+@device_option()
+@data_root_option()
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="runs at a time in worker processes")
 @click.option("--executor", default="local", show_default=True,
               help="local (in-process, or a process pool with --jobs), or ray (one Ray task per run: pip install 'ganbench[ray]')")
@@ -236,12 +239,11 @@ def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, de
 @main.command()
 @click.option("--variant", "variants", multiple=True, default=["dcgan"], show_default=True,
               help="a variant name, R1..R6, or * (repeatable)")
-@click.option("--protocol", default="quick", show_default=True, help="a preset name or a protocol TOML file")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a protocol key (repeatable)")
+@protocol_options
 @click.option("--steps", default=20, show_default=True, type=click.IntRange(min=1), help="timed training steps")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--data-root", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+@device_option()
+@data_root_option()
+@format_option("table", "json")
 @_friendly
 def bench(variants, protocol, overrides, steps, device, data_root, fmt):
     """Throughput only: training and sampling images per second of each variant (nothing is written)."""
@@ -266,14 +268,14 @@ def bench(variants, protocol, overrides, steps, device, data_root, fmt):
               "(default: the run's protocol, else 100)")
 @click.option("--draws", type=click.IntRange(min=1), help="draws of the labelled images (default: the protocol's, else 3)")
 @click.option("--test", "n_test", type=click.IntRange(min=0), help="test images scored; 0: all (default: the protocol's, else 2000)")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
-@click.option("--data-root", type=click.Path(file_okay=False), help="where data sets live (default: $GANBENCH_DATA)")
-@click.option("--format", "fmt", default="table", type=click.Choice(["table", "json"]))
+@device_option("auto")
+@data_root_option()
+@format_option("table", "json")
 @_friendly
 def probe_cmd(run_dir, labels_per_class, draws, n_test, device, data_root, fmt):
     """The paper's Table 1 on a run: a linear SVM on its D's features, beside an untrained D and raw pixels;
     the result is added to RUN_DIR/probe.json."""
-    from ganbench.probe import probe_run
+    from ganbench.metrics.probe import probe_run
 
     r = probe_run(run_dir, labels_per_class, draws, n_test, device, data_root)
     if fmt == "json":
@@ -293,11 +295,11 @@ def probe_cmd(run_dir, labels_per_class, draws, n_test, device, data_root, fmt):
 @click.option("--n", default=64, show_default=True, type=click.IntRange(min=1), help="images in the grid")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed of the latent vectors")
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default: RUN_DIR/sample-seed-S.png)")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option("auto")
 @_friendly
 def sample_cmd(run_dir, n, seed, out, device):
     """A grid of samples from a run's checkpoint, drawn as the trainer draws them."""
-    from ganbench.probe import sample_run
+    from ganbench.generate import sample_run
 
     r = sample_run(run_dir, n, seed, out, device)
     console.print(f"{r['n']} samples ({r['rows']} x {r['cols']}) of {r['variant']} at step {r['step']} -> {r['path']}")
@@ -310,11 +312,11 @@ def sample_cmd(run_dir, n, seed, out, device):
 @click.option("--slerp", is_flag=True, help="spherical instead of linear interpolation")
 @click.option("--seed", default=0, show_default=True, type=int, help="seed of the latent pairs")
 @click.option("--out", type=click.Path(dir_okay=False), help="PNG to write (default: RUN_DIR/interpolation-seed-S.png)")
-@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+@device_option("auto")
 @_friendly
 def interpolate_cmd(run_dir, pairs, steps, slerp, seed, out, device):
     """Latent walks between random pairs of z from a run's checkpoint: rows are pairs, columns steps."""
-    from ganbench.probe import interpolate_run
+    from ganbench.generate import interpolate_run
 
     r = interpolate_run(run_dir, pairs, steps, seed, slerp, out, device)
     console.print(f"{r['pairs']} walks x {r['steps']} steps ({'slerp' if r['slerp'] else 'linear'}) of {r['variant']} "
@@ -330,9 +332,9 @@ def interpolate_cmd(run_dir, pairs, steps, slerp, seed, out, device):
 @click.option("--protocol", "protocols", multiple=True,
               help="report on this protocol only (repeatable; default: every protocol in the folder)")
 @click.option("--baseline", default="dcgan", show_default=True, help="the variant every other one is compared with")
-@click.option("--format", "fmt", type=click.Choice(["table", "md", "csv", "html", "json"]),
-              help="table (the terminal; the default), md, csv (the per-variant aggregates), html (one self-contained "
-                   "page with plots) or json; with --out, the default comes from the file's suffix")
+@format_option("table", "md", "csv", "html", "json", default=None,
+               help="table (the terminal; the default), md, csv (the per-variant aggregates), html (one self-contained "
+                    "page with plots) or json; with --out, the default comes from the file's suffix")
 @click.option("--out", type=click.Path(dir_okay=False), help="write the report to this file instead of the terminal")
 @click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="significance level of each test")

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from ganbench.errors import DataMissing, GanbenchError, SpecError
+from ganbench.errors import DataMissing, GanbenchError, SpecError, one_line
+from ganbench.files import atomic_path
 from ganbench.hookspecs import hookimpl
 
 SPLITS = ("train", "test")
@@ -145,7 +146,7 @@ def _decode(data: bytes, where: str) -> torch.Tensor:
                 return torch.from_numpy(grey).expand(3, -1, -1).contiguous()
             return torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1).contiguous()
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError) as exc:
-        raise DataMissing(f"{where}: not a readable image ({_one_line(exc)})") from None
+        raise DataMissing(f"{where}: not a readable image ({one_line(exc)})") from None
 
 
 def _decode_all(items: Iterable[tuple[bytes, str]], n: int, resolution: int, channels: int) -> torch.Tensor:
@@ -190,13 +191,8 @@ def _cached(key: str, make: Callable[[], ImageSet]) -> ImageSet:
         except Exception:  # unreadable (another torch's format, a damaged disk): decode again and replace it
             pass
     result = make()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"images": result.images, "labels": result.labels}, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     return result
 
 
@@ -213,7 +209,7 @@ def _extract_once(tarball: Path) -> Path:
             with tarfile.open(tarball) as tf:
                 tf.extractall(tmp, filter="data")
         except (tarfile.TarError, EOFError, OSError) as exc:
-            raise DataMissing(f"{tarball}: cannot extract it ({_one_line(exc)}); replace the file") from None
+            raise DataMissing(f"{tarball}: cannot extract it ({one_line(exc)}); replace the file") from None
         try:
             os.rename(tmp, target)
         except OSError:
@@ -252,11 +248,6 @@ def _image_tree(key: str, top: Path, resolution: int, channels: int) -> ImageSet
     label_tensor = None if labels is None else torch.tensor(labels, dtype=torch.int64)
     return _cached(f"{key}-{resolution}px-c{channels}-{_signature(files)}",
                    lambda: ImageSet(_decode_files(files, resolution, channels), label_tensor))
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 # ---- the data sets ----------------------------------------------------------------------------------

@@ -19,3 +19,22 @@ class PluginClash(GanbenchError):
 
 class DataMissing(GanbenchError):
     """A data set's files are not on disk and cannot be downloaded."""
+
+
+def closest(name: str, known, n: int = 3, cutoff: float = 0.0) -> list[str]:
+    """The known names closest to ``name`` (for "did you mean"), best first."""
+    import difflib
+
+    return difflib.get_close_matches(name, list(known), n=n, cutoff=cutoff)
+
+
+def did_you_mean(name: str, known, cutoff: float = 0.0, otherwise: str = "") -> str:
+    """"did you mean: a, b?" for the known names closest to ``name``, else ``otherwise``."""
+    close = closest(name, known, cutoff=cutoff)
+    return f"did you mean: {', '.join(close)}?" if close else otherwise
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

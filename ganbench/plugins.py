@@ -25,7 +25,7 @@ BUILTIN_PLUGINS = (
     "ganbench.data",
     "ganbench.protocol",
     "ganbench.metrics",
-    "ganbench.probe",
+    "ganbench.metrics.probe",
 )
 
 ENTRY_POINT_GROUP = "ganbench"
@@ -93,6 +93,35 @@ class Catalog:
             for impl in getattr(pm.hook, hook_name).get_hookimpls():
                 registry.extend(impl.function() or [], origin=impl.plugin_name)
         return cat
+
+    def provenance(self, kind: str, name: str) -> dict[str, str]:
+        """Which plugin (and distribution and version) registered ``name`` among the catalog's ``kind``
+        ("variants", "datasets", "metrics", "protocols"): recorded in every run so a run can be traced."""
+        plugin = getattr(self, kind).origin(name)
+        builtin = plugin in BUILTIN_PLUGINS
+        return {"plugin": plugin,
+                "distribution": "ganbench" if builtin else _DISTRIBUTIONS.get(plugin, ""),
+                "version": _builtin_version() if builtin else _VERSIONS.get(plugin, "")}
+
+    def rows(self, what: str) -> tuple[list[dict], list[str]]:
+        """``ganbench list WHAT``: one row per registered item, and the columns a table shows."""
+        if what == "variants":
+            rows = [{"name": v.name, "rule": v.rule, "description": v.description,
+                     "plugin": self.variants.origin(v.name), "expects": dict(v.expects)} for v in self.variants]
+            return rows, ["name", "rule", "description", "plugin"]
+        if what == "datasets":
+            rows = [{"name": d.name, "description": d.description, "classes": d.num_classes,
+                     "plugin": self.datasets.origin(d.name)} for d in self.datasets]
+            return rows, ["name", "description", "classes", "plugin"]
+        if what == "metrics":
+            rows = [{"name": m.name, "description": m.description, "when": m.when, "outputs": sorted(m.outputs),
+                     "plugin": self.metrics.origin(m.name)} for m in self.metrics]
+            return rows, ["name", "description", "when", "outputs", "plugin"]
+        if what == "protocols":
+            rows = [{"name": p.name, "description": p.description, "dataset": p.dataset, "resolution": p.resolution,
+                     "steps": p.steps, "plugin": self.protocols.origin(p.name)} for p in self.protocols]
+            return rows, ["name", "description", "dataset", "resolution", "steps", "plugin"]
+        return self.plugins(), ["name", "distribution", "version", "module", "hooks"]
 
     def plugins(self) -> list[dict]:
         """Each plugin: name, distribution, version, where it lives, and which hooks it implements."""

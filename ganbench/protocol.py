@@ -8,13 +8,12 @@ either with ``--set key=value`` overrides. Every value is checked once, at const
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
 from ganbench.arch import ArchSpec
-from ganbench.errors import GanbenchError
+from ganbench.errors import GanbenchError, did_you_mean
 from ganbench.hookspecs import hookimpl
 
 try:
@@ -129,8 +128,7 @@ def _coerce(key: str, value: Any, source: str) -> Any:
 
 
 def _unknown_key(key: str, source: str) -> ProtocolError:
-    close = difflib.get_close_matches(key, list(FIELDS), n=3, cutoff=0.5)
-    hint = f"did you mean: {', '.join(close)}?" if close else f"allowed keys: {', '.join(FIELDS)}"
+    hint = did_you_mean(key, FIELDS, cutoff=0.5, otherwise=f"allowed keys: {', '.join(FIELDS)}")
     return ProtocolError(f"{source}: unknown protocol key {key!r}; {hint}")
 
 

@@ -6,11 +6,10 @@ both sides, and a lookup of an unknown name answers with the closest known names
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from typing import Generic, Iterable, Iterator, TypeVar
 
-from ganbench.errors import PluginClash, UnknownName
+from ganbench.errors import PluginClash, UnknownName, did_you_mean
 
 T = TypeVar("T")
 
@@ -42,8 +41,7 @@ class Registry(Generic[T]):
             raise UnknownName(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        close = difflib.get_close_matches(name, list(self._items), n=3, cutoff=0.0)
-        hint = f"did you mean: {', '.join(close)}?" if close else "none is registered"
+        hint = did_you_mean(name, self._items, otherwise="none is registered")
         return f"unknown {self.kind} {name!r}; {hint}"
 
     def origin(self, name: str) -> str:

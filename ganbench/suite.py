@@ -27,7 +27,7 @@ from typing import Iterable, Sequence
 from ganbench.errors import GanbenchError
 from ganbench.plugins import catalog
 from ganbench.protocol import Protocol, ProtocolError, apply, apply_overrides, load_toml, resolve
-from ganbench.results import RunSpec
+from ganbench.record import RunSpec
 
 SUITE_KEYS = ("variants", "seeds", "protocol", "protocols")
 

@@ -15,28 +15,25 @@ GPU); weights, Adam's state, the losses and every evaluation stay fp32.
 
 from __future__ import annotations
 
-import copy
 import math
 import random
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.utils import save_image
 
 from ganbench import metrics as metrics_mod
-from ganbench import results as store
 from ganbench.data import dataset_spec, load_dataset, to_float, to_uint8
+from ganbench.device import resolve_device
 from ganbench.errors import GanbenchError
+from ganbench.generate import generate, sampler, save_grid, training_copy
 from ganbench.plugins import catalog
-from ganbench.results import RunSpec
+from ganbench.record import RunRecord, RunSpec
 
 N_FIXED = 64          # images in the fixed-z sample grid
-CHECKPOINT_VERSION = 1
 
 # Statistics accumulated over the steps between two evaluations (summed on the device, averaged at read).
 STEP_STATS = ("g_loss", "d_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm")
@@ -50,14 +47,6 @@ class RunResult:
     status: str            # "complete", "diverged", "failed", or "skipped" when it was already done
     wall_s: float
     error: str = ""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise GanbenchError("--device cuda: no CUDA device is available here; use --device cpu or auto")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -135,10 +124,10 @@ class Trainer:
         self.progress = progress
         self.variant = catalog().variants.get(spec.variant)
         self.dataset = dataset_spec(p.dataset)
-        for name in p.metrics:   # an unknown metric is a user's mistake: say so before training
-            catalog().metrics.get(name)
+        # an unknown metric is a user's mistake: say so before training
+        self.metric_specs = [catalog().metrics.get(name) for name in p.metrics]
         self.device = resolve_device(p.device)
-        self.dir = spec.run_dir
+        self.record = RunRecord(spec.run_dir)
         if p.threads:
             torch.set_num_threads(p.threads)
 
@@ -167,25 +156,16 @@ class Trainer:
         self.fixed_history: list[torch.Tensor] = []
         self.train_time = 0.0
 
-    def _checkpoint_path(self) -> Path:
-        return self.dir / "checkpoint.pt"
-
     def _save_checkpoint(self) -> None:
-        state = {
-            "version": CHECKPOINT_VERSION, "run_id": self.spec.run_id, "step": self.step,
-            "G": self.G.state_dict(), "D": self.D.state_dict(),
+        self.record.save_checkpoint(self.spec.run_id, {
+            "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "history": self.history, "fixed_history": self.fixed_history, "train_time": self.train_time,
-        }
-        with store.atomic_path(self._checkpoint_path()) as tmp:
-            torch.save(state, tmp)
+        })
 
     def _load_checkpoint(self) -> bool:
-        path = self._checkpoint_path()
-        if not path.exists():
-            return False
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get("run_id") != self.spec.run_id:
+        state = self.record.load_checkpoint(self.spec.run_id, map_location=self.device)
+        if state is None:
             return False
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
@@ -237,23 +217,11 @@ class Trainer:
 
     # -- evaluation ------------------------------------------------------------------------------------
 
-    def _sampler(self, step: int) -> Callable[[int], torch.Tensor]:
-        """n -> n images from a copy of G in training mode (batch statistics, as G is trained), in batches
-        of the protocol's size; G's own BN statistics are left untouched. The same step gives the same images."""
-        G = copy.deepcopy(self.G).train()
+    def sampler(self, step: int) -> Callable[[int], torch.Tensor]:
+        """n -> n images drawn as the trainer draws them (``ganbench.generate``); the same step gives the
+        same images."""
         p = self.protocol
-
-        def sample(n: int) -> torch.Tensor:
-            gen = _rng(self.spec.seed, PURPOSE_SAMPLE, step)
-            out = []
-            with torch.no_grad():
-                for start in range(0, n, p.batch_size):
-                    m = min(p.batch_size, n - start)
-                    z = torch.randn(max(m, 2), p.z_dim, generator=gen).to(self.device)
-                    out.append(G(z)[:m].float().cpu())
-            return torch.cat(out)
-
-        return sample
+        return sampler(self.G, p.z_dim, p.batch_size, lambda: _rng(self.spec.seed, PURPOSE_SAMPLE, step))
 
     def _evaluate(self, acc: torch.Tensor, n_steps: int, images: int, elapsed: float, final: bool,
                   diverged: bool) -> dict:
@@ -261,8 +229,7 @@ class Trainer:
         row = {"step": self.step, "images_seen": self.step * self.protocol.batch_size,
                **dict(zip(STEP_STATS, means)),
                "interval_ips": images / elapsed if elapsed > 0 else math.nan}
-        with torch.no_grad():
-            fixed = copy.deepcopy(self.G).train()(self.z_fixed).float().cpu()
+        fixed = generate(training_copy(self.G), [self.z_fixed])
         if diverged:  # G's weights are no longer finite: sample scores are NaN, stability says diverged
             row["diverged"] = 1.0
         if self.protocol.metrics:
@@ -270,13 +237,12 @@ class Trainer:
         self.history.append(row)
         self.fixed_history.append(to_uint8(fixed))
         if torch.isfinite(fixed).all():
-            with store.atomic_path(self.dir / "samples" / f"step-{self.step:07d}.png") as tmp:
-                save_image(fixed, tmp, nrow=8, normalize=True, value_range=(-1, 1))
+            save_grid(fixed, self.record.sample_grid(self.step), nrow=8)
         return row
 
     def _metrics(self, row: dict, fixed: torch.Tensor, final: bool, diverged: bool) -> dict:
         ctx = metrics_mod.EvalContext(
-            protocol=self.protocol, dataset=self.dataset, sample=self._sampler(self.step),
+            protocol=self.protocol, dataset=self.dataset, sample=self.sampler(self.step),
             reference=self.reference, fixed=fixed, fixed_history=list(self.fixed_history),
             history=self.history + [row], step=self.step, final=final, device=self.device,
             generator=self.G, discriminator=self.D, arch=self.arch, diverged=diverged, data_root=self.spec.data_root,
@@ -293,15 +259,8 @@ class Trainer:
         spec, p = self.spec, self.protocol
         self.setup()
         resumed = self._load_checkpoint()
-        store.write_json(self.dir / "spec.json", {
-            "schema": store.SCHEMA_VERSION, "run_id": spec.run_id, "protocol": p.to_dict(),
-            "variant": {"name": self.variant.name, "rule": self.variant.rule,
-                        "description": self.variant.description, "claim": self.variant.claim,
-                        "expects": dict(self.variant.expects), "optim": self.variant.optim},
-            "arch": self.arch, "seed": spec.seed, "dataset": {"name": self.dataset.name, "family": self.dataset.family},
-            "environment": store.environment(str(self.device)),
-        })
-        store.write_json(self.dir / "summary.json", {"status": "running", "step": self.step, "resumed": resumed})
+        self.record.write_spec(spec, self.variant, self.arch, self.dataset, self.metric_specs, str(self.device))
+        self.record.write_running(self.step, resumed)
 
         eval_steps = [s for s in p.eval_steps() if s > self.step]
         while eval_steps and not self._diverged():
@@ -323,18 +282,14 @@ class Trainer:
             if self.progress:
                 self.progress(self.step, row)
             self._save_checkpoint()
-            store.write_jsonl(self.dir / "metrics.jsonl", self.history)
+            self.record.write_series(self.history)
         # also after a resume that found the last checkpoint already at the end
-        store.write_jsonl(self.dir / "metrics.jsonl", self.history)
+        self.record.write_series(self.history)
         status = "diverged" if self._diverged() else "complete"
 
         wall = time.perf_counter() - t0
         final_row = self.history[-1] if self.history else {}
-        store.write_json(self.dir / "summary.json", {
-            "schema": store.SCHEMA_VERSION, "run_id": spec.run_id, "status": status, "step": self.step,
-            "steps": p.steps, "train_seconds": self.train_time, "wall_seconds_last_session": wall,
-            "resumed": resumed, "final": final_row,
-        })
+        self.record.write_summary(spec.run_id, status, self.step, p.steps, self.train_time, wall, resumed, final_row)
         return RunResult(spec, status, wall)
 
 
@@ -342,9 +297,10 @@ def run_one(spec: RunSpec, progress: Progress | None = None) -> RunResult:
     """Train a run unless it is already a result; never raises for a run that fails while training
     (the failure is recorded), but does raise for a user's mistake (unknown names, missing data)."""
     t0 = time.perf_counter()
-    store.check_identity(spec)
-    with store.run_lock(spec.run_dir):
-        if store.status(spec.run_dir) in store.DONE:
+    record = RunRecord(spec.run_dir)
+    record.check_identity(spec.run_id)
+    with record.lock():
+        if record.is_done():
             return RunResult(spec, "skipped", 0.0)
         trainer = Trainer(spec, progress)   # resolves names: user mistakes raise before training
         try:
@@ -353,8 +309,7 @@ def run_one(spec: RunSpec, progress: Progress | None = None) -> RunResult:
             raise
         except Exception as exc:  # a crash inside training is a result of that run, not of the suite
             error = f"{type(exc).__name__}: {exc}"
-            store.write_json(spec.run_dir / "summary.json", {
-                "schema": store.SCHEMA_VERSION, "run_id": spec.run_id, "status": "failed", "error": error})
+            record.write_failure(spec.run_id, error)
             return RunResult(spec, "failed", time.perf_counter() - t0, error)
 
 
@@ -373,7 +328,7 @@ def measure_throughput(spec: RunSpec, steps: int = 20, warmup: int = 3) -> dict:
         trainer.train_step(s, acc)
     acc.tolist()
     train_s = time.perf_counter() - t0
-    sample = trainer._sampler(0)
+    sample = trainer.sampler(0)
     n = 4 * trainer.protocol.batch_size
     sample(trainer.protocol.batch_size)
     t0 = time.perf_counter()

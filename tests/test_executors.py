@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from ganbench.cli import main
 from ganbench.errors import GanbenchError
-from ganbench.executors import InProcessExecutor, ProcessPoolExecutor, make_executor
+from ganbench.executors import make_executor
+from ganbench.executors.local import InProcessExecutor, ProcessPoolExecutor
 
 
 def _error_lines(output: str) -> list[str]:

@@ -19,9 +19,10 @@ from click.testing import CliRunner  # noqa: E402
 
 from ganbench.cli import main  # noqa: E402
 from ganbench.errors import GanbenchError  # noqa: E402
-from ganbench.executors_ray import RayExecutor, _check_reachable, scratch_spec, task_resources  # noqa: E402
+from ganbench.executors.ray import RayExecutor, _check_reachable, scratch_spec, task_resources  # noqa: E402
 from ganbench.protocol import resolve  # noqa: E402
-from ganbench.results import RunSpec, read_jsonl, run_lock  # noqa: E402
+from ganbench.files import read_jsonl  # noqa: E402
+from ganbench.record import RunRecord, RunSpec  # noqa: E402
 from ganbench.train import run_one  # noqa: E402
 
 # values that measure the machine, not the run
@@ -204,7 +205,7 @@ def test_shared_results_train_in_place_and_report_each_run_once(tmp_path, ray_in
 
 def test_a_run_locked_by_another_process_is_not_submitted(tmp_path, ray_instance):
     spec = RunSpec(resolve("smoke", ["metrics=[]"]), "dcgan", 0, tmp_path / "ray")
-    with run_lock(spec.run_dir):
+    with RunRecord(spec.run_dir).lock():
         [result] = RayExecutor(scratch=str(tmp_path / "scratch")).run([spec], Recorder())
     assert result.status == "locked" and "another process" in result.error
     assert not (spec.run_dir / "summary.json").exists() and not (tmp_path / "scratch").exists()

@@ -30,7 +30,8 @@ from ganbench.metrics.features import (INCEPTION, INCEPTION_FILE, ExtractorMissi
 from ganbench.metrics.modes import coverage, predict
 from ganbench.metrics.quality import quality
 from ganbench.protocol import resolve
-from ganbench.results import RunSpec, read_json
+from ganbench.files import read_json
+from ganbench.record import RunSpec
 from ganbench.train import run_one
 
 from conftest import needs_shared

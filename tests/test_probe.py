@@ -13,11 +13,12 @@ from ganbench.arch import ArchSpec, build, build_generator
 from ganbench.cli import main
 from ganbench.data import load_dataset
 from ganbench.errors import SpecError
-from ganbench.probe import (C_GRID, POOL, ProbeSettings, conv_stages, d_features, draw_labelled, frozen_generator,
-                            interpolate, labelled_splits, latent, load_run, pixel_features, probe, probe_run, sample,
-                            scored_test_indices, untrained_copy, walk)
+from ganbench.generate import frozen_generator, interpolate, latent, sample, walk
+from ganbench.metrics.probe import (C_GRID, POOL, ProbeSettings, conv_stages, d_features, draw_labelled, labelled_splits,
+                                    pixel_features, probe, probe_run, scored_test_indices, untrained_copy)
 from ganbench.protocol import Protocol, resolve
-from ganbench.results import RunSpec, read_json
+from ganbench.files import read_json
+from ganbench.record import RunRecord, RunSpec
 from ganbench.train import run_one
 
 from conftest import needs_shared
@@ -144,7 +145,7 @@ def test_baseline_scores_are_cached_by_fingerprint_and_give_the_same_numbers(mon
 
 def test_probe_registers_through_the_metric_hook(probe_catalog):
     spec = probe_catalog.metrics.get("probe")
-    assert probe_catalog.metrics.origin("probe") == "ganbench.probe" and spec.when == "final"
+    assert probe_catalog.metrics.origin("probe") == "ganbench.metrics.probe" and spec.when == "final"
     assert spec.outputs == {"probe_acc": True, "probe_acc_std": None, "probe_random_acc": None,
                             "probe_pixels_acc": None}
     assert spec.metadata == ("probe_labels_per_class", "probe_draws", "probe_n_test")
@@ -281,7 +282,7 @@ def test_a_missing_or_invalid_run_dir_exits_2_with_one_line(command, tmp_path, d
 
 
 def test_load_run_rebuilds_the_runs_protocol_and_networks(digits_run):
-    run = load_run(digits_run)
+    run = RunRecord(digits_run).load_networks()
     assert run.protocol.name == "probe-smoke" and run.protocol.metrics == ("probe",) and run.step == 40
     assert run.variant == "dcgan" and run.arch.d_width == 8
     ckpt = torch.load(digits_run / "checkpoint.pt", weights_only=True)

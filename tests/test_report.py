@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from scipy import stats
 
 from ganbench import report as rep
+from ganbench.report.load import _collapsed
 from ganbench.cli import main
-from ganbench.results import write_json, write_jsonl
+from ganbench.files import write_json, write_jsonl
 
 # ---- hand-made run records ---------------------------------------------------------------------------
 
@@ -170,11 +171,11 @@ def test_aggregates_are_the_textbook_numbers(report_known):
 
 
 def test_collapse_is_defined_by_modes_or_d_winning():
-    assert rep._collapsed({"modes": 1.0, "d_wins": 0.0}) == 1.0
-    assert rep._collapsed({"modes": 7.0, "d_wins": 1.0}) == 1.0
-    assert rep._collapsed({"modes": 7.0, "d_wins": 0.0}) == 0.0
-    assert math.isnan(rep._collapsed({}))
-    assert rep._collapsed({"modes": 1.0, "diverged": 1.0}) == 0.0    # counted as diverged instead
+    assert _collapsed({"modes": 1.0, "d_wins": 0.0}) == 1.0
+    assert _collapsed({"modes": 7.0, "d_wins": 1.0}) == 1.0
+    assert _collapsed({"modes": 7.0, "d_wins": 0.0}) == 0.0
+    assert math.isnan(_collapsed({}))
+    assert _collapsed({"modes": 1.0, "diverged": 1.0}) == 0.0    # counted as diverged instead
 
 
 def test_a_truncated_file_an_empty_folder_and_a_running_run_are_named_and_skipped(tmp_path):
@@ -354,7 +355,8 @@ def test_protocols_are_judged_apart_and_can_be_picked(tmp_path):
 def test_best_fid_comes_from_the_curve_when_not_recorded(tmp_path):
     for seed in range(2):
         write_run(tmp_path, "dcgan", seed, {"fid": 100.0}, rule="-", steps=(10, 20, 30))
-    runs, series, warnings = rep.load_results(tmp_path)
+    loaded = rep.load_results(tmp_path)
+    runs, series, warnings = loaded.runs, loaded.series, loaded.warnings
     assert list(runs["fid_best"]) == [100.0, 100.0] and warnings == []
     fid = series[series["metric"] == "fid"]
     assert list(fid["value"][:3]) == [150.0, 125.0, 100.0] and list(fid["images_seen"][:3]) == [320, 640, 960]

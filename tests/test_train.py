@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from ganbench.cli import main
 from ganbench.protocol import resolve
-from ganbench.results import RunLocked, RunSpec, read_jsonl, run_lock
+from ganbench.files import read_jsonl
+from ganbench.record import RunSpec
 from ganbench.train import BatchStream, run_one
 
 # values that measure the machine, not the run: they differ between two identical runs
@@ -102,13 +103,6 @@ def test_absurd_learning_rate_diverges_and_the_suite_goes_on(tmp_path):
         assert (run_dir / "spec.json").exists() and (run_dir / "checkpoint.pt").exists()
 
 
-def test_a_locked_run_is_not_trained_twice(tmp_path):
-    spec = RunSpec(resolve("smoke"), "dcgan", 0, tmp_path)
-    with run_lock(spec.run_dir):
-        with pytest.raises(RunLocked):
-            run_one(spec)
-
-
 def test_process_pool_gives_the_same_series(tmp_path, restore_threads):
     # one torch thread on both sides: what is tested is the executor, not the order of float reductions
     args = ["run", "--variant", "dcgan", "--protocol", "smoke", "--seeds", "2", "--set", "metrics=[]",
@@ -135,60 +129,6 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, args, expect):
     lines = [line for line in r.output.splitlines() if line.strip().startswith("error")]
     assert len(lines) == 1 and expect in lines[0], r.output
     assert "Traceback" not in r.output
-
-
-def test_malformed_protocol_file_names_file_key_and_allowed(tmp_path):
-    path = tmp_path / "mine.toml"
-    path.write_text('base = "smoke"\nbatch_size = "many"\n')
-    r = CliRunner().invoke(main, ["run", "--variant", "dcgan", "--protocol", str(path), "--results", str(tmp_path)])
-    assert r.exit_code == 2
-    assert f"{path}: batch_size='many' has the wrong type; expected an integer" in r.output
-    path.write_text('base = "smoke"\nresolution = 48\n')
-    r = CliRunner().invoke(main, ["run", "--variant", "dcgan", "--protocol", str(path), "--results", str(tmp_path)])
-    assert r.exit_code == 2 and "resolution=48 is not allowed; expected one of 16, 32, 64, 128" in r.output
-
-
-def test_suite_file_runs_its_variants_and_seeds(tmp_path):
-    suite = tmp_path / "tiny.toml"
-    suite.write_text('variants = ["dcgan", "d-relu"]\nseeds = [5]\n[protocol]\nbase = "smoke"\nsteps = 10\nmetrics = []\n')
-    r = _invoke("run", "--suite", str(suite), "--results", str(tmp_path / "res"))
-    assert r.exit_code == 0, r.output
-    for v in ("dcgan", "d-relu"):
-        s = json.loads((tmp_path / "res" / "tiny" / v / "seed-5" / "summary.json").read_text())
-        assert s["status"] == "complete" and s["steps"] == 10
-
-
-def test_changed_protocol_under_the_same_name_is_refused(tmp_path):
-    base = ["run", "--variant", "dcgan", "--protocol", "smoke", "--seed", "0", "--set", "metrics=[]",
-            "--results", str(tmp_path)]
-    assert _invoke(*base).exit_code == 0
-    r = CliRunner().invoke(main, [*base, "--set", "steps=12"])
-    assert r.exit_code == 2 and "holds a run with other inputs" in r.output
-
-
-def test_killed_after_the_last_checkpoint_finishes_without_training(tmp_path):
-    spec = RunSpec(resolve("smoke", ["metrics=[]"]), "dcgan", 0, tmp_path)
-    assert run_one(spec).status == "complete"
-    series = _series(spec.run_dir)
-    # the state a SIGKILL between the final checkpoint and the summary leaves behind
-    (spec.run_dir / "metrics.jsonl").unlink()
-    (spec.run_dir / "summary.json").write_text('{"status": "running"}')
-    again = run_one(spec)
-    assert again.status == "complete"
-    assert json.loads((spec.run_dir / "summary.json").read_text())["resumed"] is True
-    assert _series(spec.run_dir) == series
-
-
-def test_record_files_are_readable_by_others_like_any_new_file(tmp_path):
-    from ganbench.results import FILE_MODE, atomic_path, write_json
-
-    write_json(tmp_path / "a.json", {"x": 1})
-    with atomic_path(tmp_path / "b.png") as tmp:
-        tmp.write_bytes(b"png")
-    for name in ("a.json", "b.png"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == FILE_MODE
-    assert FILE_MODE & 0o044 == 0o044 or os.umask(os.umask(0)) & 0o044   # readable unless the umask forbids it
-    assert not list(tmp_path.glob(".*"))                                  # no temporary files left behind
 
 
 def _layouts_met_by_backward_kernels(trainer) -> list[tuple[str, bool, bool]]:

@@ -23,12 +23,9 @@ where to put the weights. The choice is recorded with every score (``Extractor.l
 
 from __future__ import annotations
 
-import fcntl
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +37,7 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 from ganbench.data import DatasetSpec, cache_dir, load_dataset, to_float
 from ganbench.errors import GanbenchError
 from ganbench.protocol import Protocol
-from ganbench.results import atomic_path, write_json
+from ganbench.files import atomic_path, file_lock, write_json
 
 CODE_VERSION = 2                 # bump when DomainNet or its training changes: cached classifiers are then retrained
 CLASSIFIER_SEED = 1234           # weights, batch order and augmentation of every classifier
@@ -124,17 +121,6 @@ def classifier_path(family: str, resolution: int, channels: int) -> Path:
     return cache_dir("classifiers") / f"{family}-{resolution}px-c{channels}-v{CODE_VERSION}.pt"
 
 
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path`` (blocking): parallel runs train a classifier once, not once each."""
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _read_cached(path: Path) -> tuple[DomainNet, dict] | None:
     meta_path = path.with_suffix(".json")
     if not (path.exists() and meta_path.exists()):
@@ -156,7 +142,7 @@ def load_classifier(family: str, resolution: int, channels: int, root: str | Pat
     path = classifier_path(family, resolution, channels)
     cached = _read_cached(path)
     if cached is None:
-        with _exclusive(path.with_suffix(".lock")):
+        with file_lock(path.with_suffix(".lock")):
             cached = _read_cached(path)   # another process may have trained it while we waited
             if cached is None:
                 net, meta = train_classifier(FAMILIES[family], resolution, channels, root)

@@ -21,7 +21,6 @@ it), so two suites never train one run twice at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -35,11 +34,10 @@ from typing import Sequence
 import ray
 import ray.exceptions
 
-from ganbench import results as store
-from ganbench.errors import GanbenchError
-from ganbench.executors import Observer, _run_guarded
+from ganbench.errors import GanbenchError, one_line
+from ganbench.executors import Observer, run_guarded
 from ganbench.protocol import Protocol
-from ganbench.results import RunLocked, RunSpec
+from ganbench.record import RunLocked, RunRecord, RunSpec, resumable_step
 from ganbench.train import RunResult
 
 SCRATCH = "ganbench-ray"     # a worker's scratch folder, under its temporary directory
@@ -55,37 +53,6 @@ def task_resources(protocol: Protocol, cluster_gpus: float) -> dict:
                             "(ray start finds their GPUs, or give --num-gpus N) or use --device cpu or auto")
     gpu = protocol.device == "cuda" or (protocol.device == "auto" and cluster_gpus >= 1)
     return {"num_cpus": protocol.threads or 1, "num_gpus": 1 if gpu else 0}
-
-
-# ---- run folders as bytes ---------------------------------------------------------------------------
-
-
-def read_run_files(run_dir: Path) -> dict[str, bytes]:
-    """A run folder's files by relative path (spec, series, summary, samples, checkpoint), without the
-    lock and temporary files (names starting with a dot)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return {}
-    files = {}
-    for path in sorted(run_dir.rglob("*")):
-        rel = path.relative_to(run_dir)
-        if path.is_file() and not any(part.startswith(".") for part in rel.parts):
-            files[rel.as_posix()] = path.read_bytes()
-    return files
-
-
-def write_run_files(run_dir: Path, files: dict[str, bytes]) -> None:
-    """Each file atomically; ``summary.json`` last, so a reader that sees the status sees the rest."""
-    for rel in sorted(files, key=lambda r: r == "summary.json"):
-        store.atomic_write_bytes(Path(run_dir) / rel, files[rel])
-
-
-def _resumable_step(files: dict[str, bytes]) -> int:
-    """The step a run's files resume from: the last evaluated step when there is a checkpoint, else -1."""
-    if "checkpoint.pt" not in files:
-        return -1
-    rows = [line for line in files.get("metrics.jsonl", b"").decode().splitlines() if line.strip()]
-    return json.loads(rows[-1])["step"] if rows else 0
 
 
 # ---- the task, on a worker --------------------------------------------------------------------------
@@ -124,22 +91,22 @@ def _train_task(spec: RunSpec, index: int, threads: int, shared: bool, scratch: 
     except Exception:  # the progress display is not worth failing a run for
         pass
     if shared:
-        result = _run_guarded(spec)
+        result = run_guarded(spec)
         return {"status": result.status, "wall_s": result.wall_s, "error": result.error, "files": {}}
 
     local = scratch_spec(spec, scratch)
     try:
-        with store.run_lock(local.run_dir):
-            if _resumable_step(seed_files) > _resumable_step(read_run_files(local.run_dir)):
-                write_run_files(local.run_dir, seed_files)   # the driver's partial run is further along
+        with RunRecord(local.run_dir).lock():
+            if resumable_step(seed_files) > resumable_step(RunRecord(local.run_dir).read_files()):
+                RunRecord(local.run_dir).write_files(seed_files)   # the driver's partial run is further along
     except RunLocked as exc:
         return {"status": "locked", "wall_s": 0.0, "error": str(exc), "files": {}}
-    result = _run_guarded(local)
+    result = run_guarded(local)
     if result.status == "locked":
         return {"status": "locked", "wall_s": 0.0, "error": result.error, "files": {}}
     # "skipped": an earlier attempt finished here but its driver never got the files; send them now
-    status = store.status(local.run_dir) if result.status == "skipped" else result.status
-    files = read_run_files(local.run_dir)
+    status = RunRecord(local.run_dir).status() if result.status == "skipped" else result.status
+    files = RunRecord(local.run_dir).read_files()
     shutil.rmtree(local.results, ignore_errors=True)
     return {"status": status, "wall_s": result.wall_s, "error": result.error, "files": files}
 
@@ -156,8 +123,7 @@ def _train_on_gpu(*args) -> dict:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    return f"{type(exc).__name__}: {one_line(exc)}"
 
 
 def _check_reachable(address: str) -> None:
@@ -201,7 +167,7 @@ class RayExecutor:
 
     def run(self, specs: Sequence[RunSpec], observer: Observer) -> list[RunResult]:
         for spec in specs:
-            store.check_identity(spec)   # a user's mistake: refused before anything is submitted
+            RunRecord(spec.run_dir).check_identity(spec.run_id)   # a user's mistake: refused before anything is submitted
         owned = self._connect()
         try:
             return self._run(specs, observer)
@@ -220,7 +186,7 @@ class RayExecutor:
 
         queue = []
         for i, spec in enumerate(specs):
-            if store.status(spec.run_dir) in store.DONE:
+            if RunRecord(spec.run_dir).is_done():
                 begin(i)
                 results[i] = RunResult(spec, "skipped", 0.0)
                 observer.done(results[i])
@@ -284,12 +250,12 @@ class RayExecutor:
             task_spec = replace(task_spec, results=Path(spec.results).resolve())
         else:
             try:
-                lock.enter_context(store.run_lock(spec.run_dir))
+                lock.enter_context(RunRecord(spec.run_dir).lock())
             except RunLocked as exc:
                 return RunResult(spec, "locked", 0.0, str(exc))
             if (spec.run_dir / "checkpoint.pt").exists():   # an interrupted run: it resumes on the worker
                 try:
-                    seed_files = read_run_files(spec.run_dir)
+                    seed_files = RunRecord(spec.run_dir).read_files()
                 except BaseException:
                     lock.close()
                     raise
@@ -314,5 +280,5 @@ class RayExecutor:
         except ray.exceptions.RayError as exc:   # its worker or node died more often than max_retries allows
             return RunResult(spec, "failed", 0.0, f"{_one_line(exc)} (retried {self.max_retries} times)")
         if out["files"]:
-            write_run_files(spec.run_dir, out["files"])
+            RunRecord(spec.run_dir).write_files(out["files"])
         return RunResult(spec, out["status"], out["wall_s"], out["error"])

@@ -1,13 +1,15 @@
-"""The committed suite files cannot rot: each loads, names only registered variants, and a smoke version of
-it (its protocols, data set, metrics and variants, with tiny networks and a few steps) trains and reports."""
+"""Suites: a suite file runs its variants and seeds; and the committed suite files cannot rot: each loads,
+names only registered variants, and a smoke version of it (its protocols, data set, metrics and variants,
+with tiny networks and a few steps) trains and reports."""
 
+import json
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from ganbench.cli import main
-from ganbench.results import read_json
+from ganbench.files import read_json
 from ganbench.suite import load_suite
 
 from conftest import needs_shared
@@ -96,3 +98,13 @@ def test_malformed_protocols_tables_exit_2_with_one_line(tmp_path, tables, messa
     path.write_text('variants = ["dcgan"]\n[protocol]\nbase = "smoke"\n' + tables)
     r = CliRunner().invoke(main, ["run", "--suite", str(path), "--results", str(tmp_path / "res")])
     assert r.exit_code == 2 and message in r.output and str(path) in r.output and "Traceback" not in r.output
+
+
+def test_suite_file_runs_its_variants_and_seeds(tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text('variants = ["dcgan", "d-relu"]\nseeds = [5]\n[protocol]\nbase = "smoke"\nsteps = 10\nmetrics = []\n')
+    r = CliRunner().invoke(main, ["run", "--suite", str(suite), "--results", str(tmp_path / "res")])
+    assert r.exit_code == 0, r.output
+    for v in ("dcgan", "d-relu"):
+        s = json.loads((tmp_path / "res" / "tiny" / v / "seed-5" / "summary.json").read_text())
+        assert s["status"] == "complete" and s["steps"] == 10

@@ -1,4 +1,4 @@
-"""Looking inside a trained run: the paper's representation check (its Table 1), sample grids and latent walks.
+"""The probe metric: the paper's representation check (its Table 1) on a discriminator's features.
 
 **The probe.** The paper reads features off the trained discriminator (each conv stage's activations
 max-pooled to a 4x4 grid, flattened and concatenated) and fits a regularised linear L2-SVM on them: 82.8%
@@ -23,11 +23,8 @@ D learned as well as on the samples G draws:
 Unlike the paper (D trained on ImageNet-1k, SVM on CIFAR-10's labels), D here is trained on the data set
 it is probed on; the numbers compare variants under one protocol, not with the paper's 82.8%.
 
-**Samples and walks.** ``sample`` draws images the way the trainer does (a copy of G in training mode:
-batch statistics, batches of the protocol's size). A latent walk needs each frame to depend on its own z
-only, so ``interpolate`` runs a copy of G whose batchnorm statistics were measured once on a reference
-batch of generated images (training mode's statistics, frozen): the first and last frames are then
-exactly G(z_a) and G(z_b).
+The probe of a trained run (``ganbench probe``) loads its networks from the run record and adds its
+result to the record (``probe.json``).
 """
 
 from __future__ import annotations
@@ -47,12 +44,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganbench.arch import ArchSpec, init_weights
+from ganbench.arch import init_weights
 from ganbench.data import ImageSet, cache_dir, load_dataset, to_float
 from ganbench.errors import GanbenchError, SpecError
+from ganbench.files import atomic_write_text
 from ganbench.hookspecs import hookimpl
 from ganbench.protocol import Protocol
-from ganbench.results import atomic_write_text
 
 C_GRID = (0.01, 0.1, 1.0)       # SVM regularisation values tried on each draw
 HOLDOUT = 5                     # 1/HOLDOUT of each class's labelled images chooses C
@@ -60,7 +57,6 @@ POOL = 4                        # each stage's activations are max-pooled to POO
 MAX_ITER = 2000                 # liblinear iterations per fit; fits that stop short are counted, not hidden
 DUAL_MAX_IMAGES = 20000         # up to this many labelled images, liblinear's dual solver (see _svm)
 RANDOM_D_SEED = 0               # the untrained D's weights
-PROBE_FILE = "probe.json"       # the probe's part of a run record
 CACHE_VERSION = 1               # bump when the probe's procedure changes: cached baseline scores are then ignored
 FEATURE_SETS = ("trained", "random", "pixels")
 
@@ -377,68 +373,20 @@ def ganbench_metrics() -> list:
     return [_metric_spec()]
 
 
-# ---- a trained run -------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainedRun:
-    run_dir: Path
-    spec: dict                      # spec.json as written by the trainer
-    protocol: Protocol
-    variant: str
-    arch: ArchSpec                  # the variant's ArchSpec under the run's protocol
-    step: int                       # the checkpoint's step
-    G: nn.Module
-    D: nn.Module
-
-
-def load_run(run_dir: str | Path, device: torch.device | str = "cpu") -> TrainedRun:
-    """A run folder's networks, rebuilt from its spec.json and loaded from its checkpoint.pt."""
-    from ganbench import results as store
-    from ganbench.plugins import catalog
-    from ganbench.protocol import apply
-
-    run_dir = Path(run_dir)
-    spec_path, ckpt_path = run_dir / "spec.json", run_dir / "checkpoint.pt"
-    if not run_dir.is_dir():
-        raise ProbeError(f"{run_dir}: no such folder; expected a run folder RESULTS/<protocol>/<variant>/seed-<n>")
-    try:
-        spec = store.read_json(spec_path)
-        proto_values = {k: v for k, v in spec["protocol"].items() if k != "source"}
-        variant_name, arch_values = spec["variant"]["name"], spec["arch"]
-    except FileNotFoundError:
-        raise ProbeError(f"{run_dir}: no spec.json; expected a run folder RESULTS/<protocol>/<variant>/seed-<n> "
-                         "written by ganbench run") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ProbeError(f"{spec_path}: unreadable run spec ({type(exc).__name__}: {exc})") from None
-    if not ckpt_path.exists():
-        raise ProbeError(f"{run_dir}: no checkpoint.pt; the run has not reached its first evaluation")
-    protocol = apply(Protocol(), proto_values, source=str(spec_path))
-    variant = catalog().variants.get(variant_name)
-    arch = ArchSpec(**arch_values)
-    G, D = variant.build(arch)
-    try:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        G.load_state_dict(state["G"])
-        D.load_state_dict(state["D"])
-    except (RuntimeError, KeyError, OSError, EOFError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ProbeError(f"{ckpt_path}: does not load into variant {variant_name!r} as defined now ({first})") from None
-    device = torch.device(device)
-    return TrainedRun(run_dir, spec, protocol, variant_name, variant.arch_spec(arch), int(state.get("step", 0)),
-                      G.to(device), D.to(device))
+# ---- a trained run ------------------------------------------------------------------------------------
 
 
 def probe_run(run_dir: str | Path, labels_per_class: int | None = None, draws: int | None = None,
               n_test: int | None = None, device: str = "auto", data_root: str | None = None) -> dict:
     """Probe a run's trained D (settings: the run's protocol, then the arguments that are not None), add the
     result to the run's ``probe.json`` (replacing one with the same settings and step) and return it."""
-    from ganbench import results as store
-    from ganbench.train import resolve_device
+    from ganbench.device import resolve_device
+    from ganbench.record import RunRecord
 
     t0 = time.perf_counter()
     dev = resolve_device(device)
-    run = load_run(run_dir, dev)
+    record = RunRecord(run_dir)
+    run = record.load_networks(dev)
     settings = ProbeSettings.from_protocol(run.protocol, labels_per_class=labels_per_class, draws=draws, n_test=n_test)
     train, test = labelled_splits(run.protocol, data_root)
     if train.labels is None or test.labels is None:
@@ -446,133 +394,5 @@ def probe_run(run_dir: str | Path, labels_per_class: int | None = None, draws: i
     result = probe_discriminator(run.D, run.arch.init, train, test, settings, dev)
     entry = {**result.to_dict(), "step": run.step, "device": str(dev), "seconds": time.perf_counter() - t0,
              "dataset": run.protocol.dataset, "resolution": run.protocol.resolution}
-    path = run.run_dir / PROBE_FILE
-    try:
-        old = store.read_json(path).get("probes", []) if path.exists() else []
-    except (OSError, ValueError):
-        old = []
-    key = lambda e: json.dumps([e.get("settings"), e.get("step")], sort_keys=True)  # noqa: E731  (tuples as lists)
-    store.write_json(path, {"schema": store.SCHEMA_VERSION, "run_id": run.spec.get("run_id"), "variant": run.variant,
-                            "seed": run.spec.get("seed"), "probes": [e for e in old if key(e) != key(entry)] + [entry]})
+    path = record.add_probe(entry)
     return {**entry, "variant": run.variant, "seed": run.spec.get("seed"), "path": str(path)}
-
-
-# ---- samples and latent walks --------------------------------------------------------------------------
-
-
-def latent(n: int, z_dim: int, seed: int) -> torch.Tensor:
-    """n latent vectors z ~ N(0, I) from a generator seeded by ``seed``."""
-    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
-
-
-def sample(G: nn.Module, z: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    """G(z) as the trainer draws samples: a copy of G in training mode (batch statistics), in batches of
-    ``batch_size``; float [-1, 1] on the CPU."""
-    G = copy.deepcopy(G).train()
-    device = next(G.parameters()).device
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(z), batch_size):
-            zb = z[start:start + batch_size]
-            m = len(zb)
-            if m == 1:  # batchnorm needs two: pad with the same z
-                zb = zb.repeat(2, 1)
-            out.append(G(zb.to(device))[:m].float().cpu())
-    return torch.cat(out)
-
-
-def frozen_generator(G: nn.Module, reference_z: torch.Tensor) -> nn.Module:
-    """A copy of G whose batchnorm layers use the statistics of one training-mode pass over
-    ``reference_z`` (a batch like the trainer's), frozen: each image then depends on its own z only."""
-    G = copy.deepcopy(G)
-    for m in G.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None   # a cumulative average: exactly this batch's statistics
-    G.train()
-    with torch.no_grad():
-        G(reference_z.to(next(G.parameters()).device))
-    return G.eval()
-
-
-def slerp(za: torch.Tensor, zb: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Spherical interpolation between rows of za and zb at fractions t: (pairs, steps, z_dim); linear where
-    the two are (nearly) parallel."""
-    cos = F.cosine_similarity(za, zb, dim=1).clamp(-1, 1)
-    omega = torch.arccos(cos)[:, None, None]
-    so = torch.sin(omega)
-    t = t[None, :, None]
-    lerp = (1 - t) * za[:, None] + t * zb[:, None]
-    sph = torch.sin((1 - t) * omega) / so * za[:, None] + torch.sin(t * omega) / so * zb[:, None]
-    return torch.where(so.abs() > 1e-6, sph, lerp)
-
-
-def walk(za: torch.Tensor, zb: torch.Tensor, steps: int, spherical: bool = False) -> torch.Tensor:
-    """Latent points from za to zb, both included: (pairs, steps, z_dim); linear as in the paper, or slerp."""
-    if steps < 2:
-        raise SpecError(f"interpolation steps={steps} is not allowed; expected an integer >= 2")
-    t = torch.linspace(0, 1, steps)
-    if spherical:
-        return slerp(za, zb, t)
-    return (1 - t)[None, :, None] * za[:, None] + t[None, :, None] * zb[:, None]
-
-
-def interpolate(G: nn.Module, za: torch.Tensor, zb: torch.Tensor, steps: int, spherical: bool = False) -> torch.Tensor:
-    """Images along each walk, (pairs, steps, C, H, W), float [-1, 1] on the CPU; G should be a
-    ``frozen_generator`` (or have no batchnorm) so that each frame depends on its own z only."""
-    points = walk(za, zb, steps, spherical)
-    device = next(G.parameters()).device
-    with torch.no_grad():
-        images = G(points.flatten(0, 1).to(device)).float().cpu()
-    return images.unflatten(0, (len(za), steps))
-
-
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
-    """Images in [-1, 1] as one PNG grid (2-pixel padding), written atomically."""
-    from torchvision.utils import save_image
-
-    from ganbench.results import atomic_path
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        save_image(images, tmp, nrow=nrow, normalize=True, value_range=(-1, 1))
-    return path
-
-
-def _check_finite(run: TrainedRun) -> None:
-    if not all(torch.isfinite(p).all() for p in run.G.parameters()):
-        raise ProbeError(f"{run.run_dir}: G's weights are not finite (the run diverged); nothing to draw")
-
-
-def sample_run(run_dir: str | Path, n: int = 64, seed: int = 0, out: str | Path | None = None,
-               device: str = "auto") -> dict:
-    """A grid of n samples from a run's checkpoint, drawn as the trainer draws them; returns what was written."""
-    from ganbench.train import resolve_device
-
-    if n < 1:
-        raise SpecError(f"--n {n} is not allowed; expected an integer >= 1")
-    run = load_run(run_dir, resolve_device(device))
-    _check_finite(run)
-    images = sample(run.G, latent(n, run.arch.z_dim, seed), run.protocol.batch_size)
-    cols = math.ceil(math.sqrt(n))
-    path = save_grid(images, out or run.run_dir / f"sample-seed-{seed}.png", nrow=cols)
-    return {"path": str(path), "n": n, "cols": cols, "rows": math.ceil(n / cols), "seed": seed, "step": run.step,
-            "variant": run.variant, "resolution": run.arch.resolution}
-
-
-def interpolate_run(run_dir: str | Path, pairs: int = 8, steps: int = 10, seed: int = 0, spherical: bool = False,
-                    out: str | Path | None = None, device: str = "auto") -> dict:
-    """Latent walks between random pairs of z (rows: pairs, columns: steps) from a run's checkpoint."""
-    from ganbench.train import resolve_device
-
-    if pairs < 1:
-        raise SpecError(f"--pairs {pairs} is not allowed; expected an integer >= 1")
-    run = load_run(run_dir, resolve_device(device))
-    _check_finite(run)
-    z = latent(2 * pairs + run.protocol.batch_size, run.arch.z_dim, seed)
-    za, zb, reference = z[:pairs], z[pairs:2 * pairs], z[2 * pairs:]
-    frames = interpolate(frozen_generator(run.G, reference), za, zb, steps, spherical)
-    name = f"interpolation-seed-{seed}{'-slerp' if spherical else ''}.png"
-    path = save_grid(frames.flatten(0, 1), out or run.run_dir / name, nrow=steps)
-    return {"path": str(path), "pairs": pairs, "steps": steps, "seed": seed, "slerp": spherical, "step": run.step,
-            "variant": run.variant, "resolution": run.arch.resolution}

@@ -1,0 +1,218 @@
+"""Loading: every run record under a results folder -> the runs table (a row per run), the metric series
+(long form), and what the records say about their metrics (directions, metadata keys).
+
+Everything comes from the records (``ganbench.record``). Records written before they carried their
+metrics' declarations (schema 1 without ``metrics`` in spec.json) take them from the installed plugins.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from ganbench.errors import GanbenchError
+from ganbench.record import TRAINER_DIRECTIONS, RecordData, RunRecord, Unusable, run_dirs
+
+COLLAPSE_MODES = 1           # covering at most this many modes counts as collapse
+
+# Columns of the runs table that describe a run rather than measure it.
+META = ("protocol", "variant", "rule", "seed", "status", "device", "dataset", "description", "claim", "expects",
+        "steps", "step", "train_seconds", "run_dir", "git_commit")
+# Numbers in a metrics row that are bookkeeping, not results.
+NOT_METRICS = {"step", "images_seen", "interval_ips", "classifier_accuracy"}
+# Outcomes the report derives from a run's status and metrics: 0/1 per run, lower is better.
+DERIVED_DIRECTIONS: dict[str, bool | None] = {"collapsed": False, "diverged": False}
+COST_METRICS = ("train_ips", "sample_ips", "peak_mem_mb", "g_params", "d_params", "g_flops", "d_flops")
+
+
+class ReportError(GanbenchError):
+    """Nothing to report on: no results folder, no runs, an unknown protocol or baseline."""
+
+
+@dataclass
+class Loaded:
+    runs: pd.DataFrame                      # a row per usable run: META columns, then every final metric
+    series: pd.DataFrame                    # protocol, variant, seed, step, images_seen, metric, value
+    warnings: list[str]                     # one line per record skipped or incomplete, naming its folder
+    directions: dict[str, bool | None]      # value -> higher is better (None: neither), in declaration order
+    metrics: list[str]                      # the metrics (plugins) that produced the values, in declaration order
+
+
+def installed_declarations() -> tuple[dict[str, bool | None], list[str]]:
+    """Directions and metric names from the installed plugins: only for records that do not carry theirs."""
+    from ganbench.plugins import catalog
+
+    directions: dict[str, bool | None] = {}
+    for spec in catalog().metrics:
+        directions.update(spec.outputs)
+    return directions, [m.name for m in catalog().metrics]
+
+
+def _protocol_set(protocol: str | Iterable[str] | None) -> set[str] | None:
+    if protocol is None:
+        return None
+    return {protocol} if isinstance(protocol, str) else set(protocol) or None
+
+
+def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None = None) -> Loaded:
+    """Every usable run record under ``results_dir`` (of the given protocol or protocols, if any)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ReportError(f"{root}: no such results folder; train first (ganbench run --results {root}) "
+                          "or point --results at one")
+    rows: list[dict] = []
+    series: list[dict] = []
+    warnings: list[str] = []
+    declared: dict[str, bool | None] = {}     # what the records' metrics declared, in order
+    metrics: list[str] = []
+    undeclared = False
+    wanted = _protocol_set(protocol)
+    for run_dir in run_dirs(root):
+        if wanted is not None and run_dir.parent.parent.name not in wanted:
+            continue
+        try:
+            data = RunRecord(run_dir).read()
+            row = run_row(data)
+        except Unusable as exc:
+            warnings.append(f"skipped {run_dir}: {exc}")
+            continue
+        except OSError as exc:
+            warnings.append(f"skipped {run_dir}: cannot be read ({exc})")
+            continue
+        mine = run_series(data, row)
+        if "fid_best" not in row:    # the stability metric was not run: the best FID from the curve
+            fids = [r["value"] for r in mine if r["metric"] == "fid" and math.isfinite(r["value"])]
+            if fids:
+                row["fid_best"] = min(fids)
+        rows.append(row)
+        series += mine
+        warnings += [f"{run_dir}: {n}" for n in data.notes]
+        if data.directions is None:
+            undeclared = True
+        else:
+            declared.update((k, v) for k, v in data.directions.items() if k not in TRAINER_DIRECTIONS)
+            metrics += [m for m in data.spec["metrics"] if m not in metrics]
+    directions = {**TRAINER_DIRECTIONS, **DERIVED_DIRECTIONS}
+    if undeclared:
+        installed, installed_metrics = installed_declarations()
+        directions.update(installed)
+        metrics = installed_metrics + [m for m in metrics if m not in installed_metrics]
+    directions.update(declared)
+    runs = pd.DataFrame(rows)
+    if runs.empty:
+        runs = pd.DataFrame(columns=list(META))
+    else:
+        runs = runs.sort_values(["protocol", "variant", "seed"], kind="stable").reset_index(drop=True)
+    series_df = pd.DataFrame(series, columns=["protocol", "variant", "seed", "step", "images_seen", "metric", "value"])
+    return Loaded(runs, series_df, warnings, directions, metrics)
+
+
+def run_row(data: RecordData) -> dict[str, Any]:
+    """A run's row of the runs table: what it is (META), then its final values."""
+    spec, summary = data.spec, data.summary
+    try:
+        variant = spec["variant"]
+        proto = spec.get("protocol") or {}
+        env = spec.get("environment") or {}
+        row: dict[str, Any] = {
+            "protocol": proto.get("name", data.run_dir.parent.parent.name),
+            "variant": variant["name"],
+            "rule": variant.get("rule", ""),
+            "seed": int(spec["seed"]),
+            "status": data.status,
+            "device": device_label(env),
+            "dataset": (spec.get("dataset") or {}).get("name", proto.get("dataset", "")),
+            "description": variant.get("description", ""),
+            "claim": variant.get("claim", ""),
+            "expects": dict(variant.get("expects") or {}),
+            "steps": summary.get("steps", proto.get("steps")),
+            "step": summary.get("step"),
+            "train_seconds": summary.get("train_seconds"),
+            "run_dir": str(data.run_dir),
+            "git_commit": env.get("git_commit", ""),
+        }
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Unusable(f"spec.json lacks {exc} (not a ganbench run record?)") from None
+    for key, value in data.final.items():
+        if key in META:
+            continue
+        row[key] = _number(value) if not isinstance(value, str) else value
+    row["diverged"] = 1.0 if data.status == "diverged" else 0.0
+    row["collapsed"] = _collapsed(row)
+    return row
+
+
+def run_series(data: RecordData, row: Mapping[str, Any]) -> list[dict]:
+    """A run's metric series in long form (numbers only)."""
+    out = []
+    for rec in data.series:
+        for key, value in rec.items():
+            v = _number(value)
+            if key in ("step", "images_seen") or isinstance(value, str) or v is None:
+                continue
+            out.append({"protocol": row["protocol"], "variant": row["variant"], "seed": row["seed"],
+                        "step": rec.get("step"), "images_seen": rec.get("images_seen"), "metric": key, "value": v,
+                        "run_dir": row["run_dir"]})
+    return out
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    return None
+
+
+def _collapsed(row: Mapping[str, Any]) -> float:
+    """1 when the run covers at most COLLAPSE_MODES modes or D won outright, 0 when neither, NaN unknown."""
+    if row.get("diverged") == 1.0:
+        return 0.0
+    modes, d_wins = row.get("modes"), row.get("d_wins")
+    known = [v for v in (modes, d_wins) if isinstance(v, float) and math.isfinite(v)]
+    if not known:
+        return math.nan
+    hit = (isinstance(modes, float) and math.isfinite(modes) and modes <= COLLAPSE_MODES) or d_wins == 1.0
+    return 1.0 if hit else 0.0
+
+
+def device_label(env: Mapping[str, Any]) -> str:
+    """"cpu", or "cuda:0 (NVIDIA H100 ...)" where the GPU's name was recorded."""
+    device = str(env.get("device", "") or "unknown")
+    return f"{device} ({env['gpu']})" if env.get("gpu") else device
+
+
+def metric_columns(runs: pd.DataFrame, loaded_directions: Mapping[str, bool | None],
+                   metric_names: Iterable[str]) -> list[str]:
+    """The runs table's numeric columns that measure a run, in declaration order, then the rest by name.
+
+    A value a metric declares is a metric; so is any other number, except the trainer's bookkeeping
+    (NOT_METRICS) and what a metric records beside its values under its own name (``quality_n_real``,
+    ``modes_classifier_accuracy``: ``<metric>_...`` where ``<metric>`` names a metric of the records)."""
+    specs = list(metric_names)
+
+    def measures(c: str) -> bool:
+        if c in loaded_directions:
+            return True
+        return c not in META and c not in NOT_METRICS and not any(c.startswith(s + "_") for s in specs)
+
+    cols = [c for c in runs.columns if measures(c) and c not in META and pd.api.types.is_numeric_dtype(runs[c])]
+    order = {name: i for i, name in enumerate(loaded_directions)}
+    return sorted(cols, key=lambda c: (order.get(c, len(order)), c))
+
+
+def order_runs(runs: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """Runs by protocol, then the baseline, then variants in the installed catalog's order (rule by rule;
+    presentation only), then any others (a plugin no longer installed) by name; seeds ascending."""
+    from ganbench.plugins import catalog
+
+    known = {v.name: i for i, v in enumerate(catalog().variants)}
+    key = runs["variant"].map(lambda v: (v != baseline, known.get(v, len(known)), v))
+    return (runs.assign(_key=key).sort_values(["protocol", "_key", "seed"], kind="stable")
+            .drop(columns="_key").reset_index(drop=True))
