@@ -129,8 +129,6 @@ ACTIVATIONS: dict[str, Activation] = {
 
 OUTPUTS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "sigmoid": ScaledSigmoid, "linear": nn.Identity}
 
-G_INPUTS = ("linear", "convt")
-
 BN_POLICIES = ("paper", "none", "all")
 
 INITS = ("dcgan", "default")
@@ -170,16 +168,23 @@ DOWNSAMPLERS: dict[str, Callable[[ArchSpec, int, int, bool], list[nn.Module]]] =
 
 @dataclass(frozen=True)
 class DHead:
-    features: Callable[[int], tuple[list[nn.Module], int]]   # channels at 4x4 -> (layers, flat width)
-    logit: Callable[[ArchSpec, int], list[nn.Module]]        # flat width (or channels) -> one logit
-    flat: bool = True                                       # FC hidden layers can sit between the two
+    features: Callable[[], list[nn.Module]]              # the 4x4 feature map -> the features the logit reads
+    width: Callable[[int], int]                          # channels at 4x4 -> how many features that is
+    logit: Callable[[int, bool], list[nn.Module]]        # (features, bias) -> one logit per image
+    flat: bool = True                                    # FC hidden layers can sit between the two
 
 
 # D's head: the 4x4 feature map -> one logit per image.
 D_HEADS: dict[str, DHead] = {
-    "linear": DHead(lambda c: ([nn.Flatten()], c * 16), lambda a, n: [nn.Linear(n, 1, bias=a.bias)]),
-    "conv": DHead(lambda c: ([], c), lambda a, c: [nn.Conv2d(c, 1, 4, 1, 0, bias=a.bias), nn.Flatten()], flat=False),
-    "gap": DHead(lambda c: ([nn.AdaptiveAvgPool2d(1), nn.Flatten()], c), lambda a, n: [nn.Linear(n, 1, bias=a.bias)]),
+    "linear": DHead(lambda: [nn.Flatten()], lambda c: c * 16, lambda n, bias: [nn.Linear(n, 1, bias=bias)]),
+    "conv": DHead(lambda: [], lambda c: c, lambda c, bias: [nn.Conv2d(c, 1, 4, 1, 0, bias=bias), nn.Flatten()], flat=False),
+    "gap": DHead(lambda: [nn.AdaptiveAvgPool2d(1), nn.Flatten()], lambda c: c, lambda n, bias: [nn.Linear(n, 1, bias=bias)]),
+}
+
+# G's input: z (or the last FC hidden layer's features) -> the 4x4 map.
+G_INPUTS: dict[str, Callable[[ArchSpec, int, int, bool], list[nn.Module]]] = {
+    "linear": lambda a, cin, cout, bias: [nn.Linear(cin, cout * 16, bias=bias), nn.Unflatten(1, (cout, 4, 4))],
+    "convt": lambda a, cin, cout, bias: [nn.Unflatten(1, (cin, 1, 1)), nn.ConvTranspose2d(cin, cout, 4, 1, 0, bias=bias)],
 }
 
 
@@ -213,77 +218,103 @@ def d_layer_count(a: ArchSpec) -> int:
     return a.stages + a.fc_hidden
 
 
+# ---- the plan: every block's channels, BN and bias, decided once ------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One block of a network, decided before anything is built: layer(s), then BN, then the activation."""
+    name: str            # its module name (D's logit sits in ``head`` under a number)
+    cin: int             # channels (or features) in
+    cout: int            # channels (or features) out, after the activation
+    width: int           # channels the layer itself produces: cout times the activation's widening (maxout)
+    bn: bool             # BN over the layer's output
+    bias: bool           # the layer has an additive bias
+    act: str | None      # a key of ACTIVATIONS; None for G's output and D's logit
+
+
+def _stage(a: ArchSpec, name: str, cin: int, cout: int, act: str | None, bn: bool) -> Stage:
+    width = cout * (ACTIVATIONS[act].widen(a) if act else 1)
+    return Stage(name, cin, cout, width, bn, a.bias and not bn, act)
+
+
+def generator_plan(a: ArchSpec) -> list[Stage]:
+    """G from z to the image: FC hidden layers, the projection to 4x4, one upsampling stage per doubling."""
+    bn = bn_flags(a.g_bn, g_layer_count(a), exempt=-1, network="g")
+    chans = [a.g_width * 2 ** (a.stages - 1 - i) for i in range(a.stages)]   # per stage, the 4x4 one first
+    fc = [a.fc_width] * a.fc_hidden
+    ins = [a.z_dim, *fc]                                                      # what each FC layer and the projection read
+    shape = [*((f"fc{i}", ins[i], fc[i]) for i in range(a.fc_hidden)),
+             ("project", ins[-1], chans[0]),
+             *((f"up{i}", chans[i - 1], chans[i]) for i in range(1, a.stages)),
+             ("output", chans[-1], a.channels)]
+    acts = [a.g_act] * (len(shape) - 1) + [None]
+    return [_stage(a, name, cin, cout, act, b) for (name, cin, cout), act, b in zip(shape, acts, bn)]
+
+
+def discriminator_plan(a: ArchSpec) -> list[Stage]:
+    """D from the image to one logit: one downsampling stage per halving, FC hidden layers, the logit."""
+    bn = bn_flags(a.d_bn, d_layer_count(a), exempt=0, network="d") + (False,)   # the logit never has BN
+    chans = [a.d_width * 2 ** i for i in range(a.stages)]                       # per stage, the first one first
+    flat = D_HEADS[a.d_head].width(chans[-1])
+    fc = [a.fc_width] * a.fc_hidden
+    ins = [flat, *fc]                                                          # what each FC layer and the logit read
+    shape = [*((f"down{i}", ([a.channels] + chans)[i], chans[i]) for i in range(a.stages)),
+             *((f"fc{i}", ins[i], fc[i]) for i in range(a.fc_hidden)),
+             ("logit", ins[-1], 1)]
+    acts = [a.d_act] * (len(shape) - 1) + [None]
+    return [_stage(a, name, cin, cout, act, b) for (name, cin, cout), act, b in zip(shape, acts, bn)]
+
+
 # ---- the builder -------------------------------------------------------------------------------------
 
 
-def _bn(kind: str, n: int) -> nn.Module:
-    return nn.BatchNorm2d(n) if kind == "2d" else nn.BatchNorm1d(n)
-
-
-def _block(a: ArchSpec, layers: list[nn.Module], cout: int, bn: bool, act: str | None, kind: str = "2d") -> nn.Sequential:
-    """layers, then BN over their output, then the activation (which may narrow cout*widen to cout)."""
+def _block(a: ArchSpec, layers: list[nn.Module], s: Stage, bn_kind: str = "2d") -> nn.Sequential:
+    """The stage's layers, then BN over their ``width`` outputs, then the activation (which may narrow them to
+    ``cout``)."""
     mods = list(layers)
-    if bn:
-        mods.append(_bn(kind, cout))
-    if act is not None:
-        mods.append(ACTIVATIONS[act].make(a))
+    if s.bn:
+        mods.append(nn.BatchNorm2d(s.width) if bn_kind == "2d" else nn.BatchNorm1d(s.width))
+    if s.act is not None:
+        mods.append(ACTIVATIONS[s.act].make(a))
     return nn.Sequential(*mods)
 
 
 def build_generator(a: ArchSpec) -> nn.Sequential:
-    act, wid = a.g_act, ACTIVATIONS[a.g_act].widen(a)
-    bn = iter(bn_flags(a.g_bn, g_layer_count(a), exempt=-1, network="g"))
-    blocks: dict[str, nn.Module] = {}
-    width = [a.g_width * 2 ** (a.stages - 1 - i) for i in range(a.stages)]  # 4x4 stage first
-    n_in = a.z_dim
-    for i in range(a.fc_hidden):
-        b = next(bn)
-        blocks[f"fc{i}"] = _block(a, [nn.Linear(n_in, a.fc_width * wid, bias=a.bias and not b)], a.fc_width * wid, b, act, "1d")
-        n_in = a.fc_width
-    # state: z (or FC features) -> width[0] x 4 x 4
-    b = next(bn)
-    if a.g_input == "linear":
-        project = [nn.Linear(n_in, width[0] * wid * 16, bias=a.bias and not b), nn.Unflatten(1, (width[0] * wid, 4, 4))]
-    else:
-        project = [nn.Unflatten(1, (n_in, 1, 1)), nn.ConvTranspose2d(n_in, width[0] * wid, 4, 1, 0, bias=a.bias and not b)]
-    blocks["project"] = _block(a, project, width[0] * wid, b, act)
-    # state: width[i] x 4*2^i x 4*2^i -> width[i+1] x twice the size
-    for i in range(1, a.stages):
-        b = next(bn)
-        blocks[f"up{i}"] = _block(a, UPSAMPLERS[a.g_upsample](a, width[i - 1], width[i] * wid, a.bias and not b), width[i] * wid, b, act)
-    # state: g_width x res/2 x res/2 -> channels x res x res
-    b = next(bn)
-    out = _block(a, UPSAMPLERS[a.g_upsample](a, width[-1], a.channels, a.bias and not b), a.channels, b, None)
-    out.append(OUTPUTS[a.g_out]())
-    blocks["output"] = out
+    plan = generator_plan(a)
+    fc, project, ups, output = plan[:a.fc_hidden], plan[a.fc_hidden], plan[a.fc_hidden + 1:-1], plan[-1]
     g = nn.Sequential()
-    for name, block in blocks.items():
-        g.add_module(name, block)
+    # z -> (FC hidden layers of fc_width units)
+    for s in fc:
+        g.add_module(s.name, _block(a, [nn.Linear(s.cin, s.width, bias=s.bias)], s, "1d"))
+    # -> g_width*2^(stages-1) x 4 x 4
+    g.add_module(project.name, _block(a, G_INPUTS[a.g_input](a, project.cin, project.width, project.bias), project))
+    # -> twice the size, half the channels, per stage
+    for s in ups:
+        g.add_module(s.name, _block(a, UPSAMPLERS[a.g_upsample](a, s.cin, s.width, s.bias), s))
+    # g_width x res/2 x res/2 -> channels x res x res
+    image = _block(a, UPSAMPLERS[a.g_upsample](a, output.cin, output.width, output.bias), output)
+    image.append(OUTPUTS[a.g_out]())
+    g.add_module(output.name, image)
     init_weights(g, a.init)
     return g
 
 
 def build_discriminator(a: ArchSpec) -> nn.Sequential:
-    act, wid = a.d_act, ACTIVATIONS[a.d_act].widen(a)
-    bn = iter(bn_flags(a.d_bn, d_layer_count(a), exempt=0, network="d"))
+    plan = discriminator_plan(a)
+    downs, fc, logit = plan[:a.stages], plan[a.stages:-1], plan[-1]
+    head = D_HEADS[a.d_head]
     d = nn.Sequential()
-    cin = a.channels
-    # state: channels x res x res -> d_width x res/2 x res/2 -> ... -> d_width*2^(stages-1) x 4 x 4
-    for i in range(a.stages):
-        cout = a.d_width * 2 ** i
-        b = next(bn)
-        d.add_module(f"down{i}", _block(a, DOWNSAMPLERS[a.d_downsample](a, cin, cout * wid, a.bias and not b), cout * wid, b, act))
-        cin = cout
-    # state: 4x4 features -> (FC hidden layers) -> one logit per image
-    layers, n = D_HEADS[a.d_head].features(cin)
-    head = nn.Sequential(*layers)
-    for i in range(a.fc_hidden):
-        b = next(bn)
-        head.add_module(f"fc{i}", _block(a, [nn.Linear(n, a.fc_width * wid, bias=a.bias and not b)], a.fc_width * wid, b, act, "1d"))
-        n = a.fc_width
-    head.extend(D_HEADS[a.d_head].logit(a, n))
-    head.append(nn.Flatten(0))
-    d.add_module("head", head)
+    # channels x res x res -> d_width x res/2 x res/2 -> ... -> d_width*2^(stages-1) x 4 x 4
+    for s in downs:
+        d.add_module(s.name, _block(a, DOWNSAMPLERS[a.d_downsample](a, s.cin, s.width, s.bias), s))
+    # -> the head's features -> (FC hidden layers) -> one logit per image, shape (N,)
+    top = nn.Sequential(*head.features())
+    for s in fc:
+        top.add_module(s.name, _block(a, [nn.Linear(s.cin, s.width, bias=s.bias)], s, "1d"))
+    top.extend(head.logit(logit.cin, logit.bias))
+    top.append(nn.Flatten(0))
+    d.add_module("head", top)
     init_weights(d, a.init)
     return d
 

@@ -86,54 +86,68 @@ class Variant:
         return (self.builder or build)(spec)
 
 
-def _v(name, rule, description, expects, arch=None, optim=OptimSpec()) -> Variant:
-    return Variant(name, rule, description, RULES[rule][1] if rule in RULES else "", expects, arch or {}, optim)
+def _paper(name: str, *, rule: str, description: str, expects: Mapping[str, str], arch: Mapping[str, Any] = {},
+           optim: OptimSpec = OptimSpec()) -> Variant:
+    """A variant that breaks one of the paper's rules; its claim is that rule's claim (``RULES``)."""
+    return Variant(name, rule=rule, description=description, claim=RULES[rule][1], expects=expects, arch=arch,
+                   optim=optim)
 
 
 WORSE_FID = {"fid": "worse"}
 
 VARIANTS: list[Variant] = [
-    Variant("dcgan", "-", "the paper's network and optimizer: the baseline"),
+    Variant("dcgan", rule="-", description="the paper's network and optimizer: the baseline"),
     # R1: learned up/downsampling
-    _v("d-maxpool", "R1", "D: stride-1 conv + 2x2 max-pool instead of strided conv", WORSE_FID, {"d_downsample": "maxpool"}),
-    _v("d-avgpool", "R1", "D: stride-1 conv + 2x2 average-pool instead of strided conv", WORSE_FID, {"d_downsample": "avgpool"}),
-    _v("g-upsample-nearest", "R1", "G: nearest upsample + conv instead of fractional-strided conv", WORSE_FID,
-       {"g_upsample": "nearest"}),
-    _v("g-upsample-bilinear", "R1", "G: bilinear upsample + conv instead of fractional-strided conv", WORSE_FID,
-       {"g_upsample": "bilinear"}),
+    _paper("d-maxpool", rule="R1", description="D: stride-1 conv + 2x2 max-pool instead of strided conv",
+           expects=WORSE_FID, arch={"d_downsample": "maxpool"}),
+    _paper("d-avgpool", rule="R1", description="D: stride-1 conv + 2x2 average-pool instead of strided conv",
+           expects=WORSE_FID, arch={"d_downsample": "avgpool"}),
+    _paper("g-upsample-nearest", rule="R1", description="G: nearest upsample + conv instead of fractional-strided conv",
+           expects=WORSE_FID, arch={"g_upsample": "nearest"}),
+    _paper("g-upsample-bilinear", rule="R1", description="G: bilinear upsample + conv instead of fractional-strided conv",
+           expects=WORSE_FID, arch={"g_upsample": "bilinear"}),
     # R2: batchnorm placement
-    _v("no-bn", "R2", "no batchnorm in G or D", {"fid": "worse", "modes": "worse"}, {"g_bn": "none", "d_bn": "none"}),
-    _v("no-bn-gen", "R2", "no batchnorm in G", {"fid": "worse", "modes": "worse"}, {"g_bn": "none"}),
-    _v("no-bn-disc", "R2", "no batchnorm in D", WORSE_FID, {"d_bn": "none"}),
-    _v("bn-all", "R2", "batchnorm on every layer, G's output and D's input included",
-       {"sample_oscillation": "worse", "fid": "worse"}, {"g_bn": "all", "d_bn": "all"}),
-    _v("no-bn-gen-output", "R2", "batchnorm on every layer except G's output (so D's input has BN)",
-       {"sample_oscillation": "worse", "fid": "worse"}, {"d_bn": "all"}),
-    _v("no-bn-disc-input", "R2", "batchnorm on every layer except D's input (so G's output has BN)",
-       {"sample_oscillation": "worse", "fid": "worse"}, {"g_bn": "all"}),
+    _paper("no-bn", rule="R2", description="no batchnorm in G or D",
+           expects={"fid": "worse", "modes": "worse"}, arch={"g_bn": "none", "d_bn": "none"}),
+    _paper("no-bn-gen", rule="R2", description="no batchnorm in G",
+           expects={"fid": "worse", "modes": "worse"}, arch={"g_bn": "none"}),
+    _paper("no-bn-disc", rule="R2", description="no batchnorm in D", expects=WORSE_FID, arch={"d_bn": "none"}),
+    _paper("bn-all", rule="R2", description="batchnorm on every layer, G's output and D's input included",
+           expects={"sample_oscillation": "worse", "fid": "worse"}, arch={"g_bn": "all", "d_bn": "all"}),
+    _paper("no-bn-gen-output", rule="R2", description="batchnorm on every layer except G's output (so D's input has BN)",
+           expects={"sample_oscillation": "worse", "fid": "worse"}, arch={"d_bn": "all"}),
+    _paper("no-bn-disc-input", rule="R2", description="batchnorm on every layer except D's input (so G's output has BN)",
+           expects={"sample_oscillation": "worse", "fid": "worse"}, arch={"g_bn": "all"}),
     # R3: fully connected layers
-    _v("fc-hidden", "R3", "one fully connected hidden layer (1024 units) at G's input and before D's logit",
-       WORSE_FID, {"fc_hidden": 1}),
-    _v("d-gap", "R3", "D: global average pooling + linear instead of flatten + linear",
-       {"sample_oscillation": "better", "fid_auc": "worse"}, {"d_head": "gap"}),
-    _v("g-conv-input", "R3", "G: 4x4 transposed conv from 1x1 z (the PyTorch example) instead of linear projection",
-       {"fid": "same"}, {"g_input": "convt"}),
+    _paper("fc-hidden", rule="R3",
+           description="one fully connected hidden layer (1024 units) at G's input and before D's logit",
+           expects=WORSE_FID, arch={"fc_hidden": 1}),
+    _paper("d-gap", rule="R3", description="D: global average pooling + linear instead of flatten + linear",
+           expects={"sample_oscillation": "better", "fid_auc": "worse"}, arch={"d_head": "gap"}),
+    _paper("g-conv-input", rule="R3",
+           description="G: 4x4 transposed conv from 1x1 z (the PyTorch example) instead of linear projection",
+           expects={"fid": "same"}, arch={"g_input": "convt"}),
     # R4: G's activations
-    _v("g-leakyrelu", "R4", "G: LeakyReLU(0.2) instead of ReLU", WORSE_FID, {"g_act": "leakyrelu"}),
-    _v("g-maxout", "R4", "G: maxout (k=2) instead of ReLU", WORSE_FID, {"g_act": "maxout"}),
-    _v("g-out-linear", "R4", "G: unbounded linear output instead of tanh", {"fid_auc": "worse", "fid": "worse"},
-       {"g_out": "linear"}),
-    _v("g-out-sigmoid", "R4", "G: sigmoid output (rescaled to [-1, 1]) instead of tanh", {"fid_auc": "worse"},
-       {"g_out": "sigmoid"}),
+    _paper("g-leakyrelu", rule="R4", description="G: LeakyReLU(0.2) instead of ReLU", expects=WORSE_FID,
+           arch={"g_act": "leakyrelu"}),
+    _paper("g-maxout", rule="R4", description="G: maxout (k=2) instead of ReLU", expects=WORSE_FID,
+           arch={"g_act": "maxout"}),
+    _paper("g-out-linear", rule="R4", description="G: unbounded linear output instead of tanh",
+           expects={"fid_auc": "worse", "fid": "worse"}, arch={"g_out": "linear"}),
+    _paper("g-out-sigmoid", rule="R4", description="G: sigmoid output (rescaled to [-1, 1]) instead of tanh",
+           expects={"fid_auc": "worse"}, arch={"g_out": "sigmoid"}),
     # R5: D's activations
-    _v("d-relu", "R5", "D: ReLU instead of LeakyReLU(0.2)", WORSE_FID, {"d_act": "relu"}),
-    _v("d-maxout", "R5", "D: maxout (k=2) instead of LeakyReLU, as in the original GAN", WORSE_FID, {"d_act": "maxout"}),
+    _paper("d-relu", rule="R5", description="D: ReLU instead of LeakyReLU(0.2)", expects=WORSE_FID,
+           arch={"d_act": "relu"}),
+    _paper("d-maxout", rule="R5", description="D: maxout (k=2) instead of LeakyReLU, as in the original GAN",
+           expects=WORSE_FID, arch={"d_act": "maxout"}),
     # R6: optimizer and init
-    _v("adam-beta1-0.9", "R6", "Adam beta1 0.9 instead of 0.5",
-       {"sample_oscillation": "worse", "loss_oscillation": "worse"}, optim=adam_both(betas=(0.9, 0.999))),
-    _v("adam-lr-1e-3", "R6", "Adam learning rate 1e-3 instead of 2e-4", {"fid": "worse", "diverged": "worse"},
-       optim=adam_both(lr=1e-3)),
-    _v("default-init", "R6", "PyTorch's default init instead of N(0, 0.02)", WORSE_FID, {"init": "default"}),
+    _paper("adam-beta1-0.9", rule="R6", description="Adam beta1 0.9 instead of 0.5",
+           expects={"sample_oscillation": "worse", "loss_oscillation": "worse"}, optim=adam_both(betas=(0.9, 0.999))),
+    _paper("adam-lr-1e-3", rule="R6", description="Adam learning rate 1e-3 instead of 2e-4",
+           expects={"fid": "worse", "diverged": "worse"}, optim=adam_both(lr=1e-3)),
+    _paper("default-init", rule="R6", description="PyTorch's default init instead of N(0, 0.02)", expects=WORSE_FID,
+           arch={"init": "default"}),
 ]
 
 

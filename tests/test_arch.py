@@ -90,3 +90,70 @@ def test_flops_counted_and_scale_with_width():
     large = flops_per_image(build(ArchSpec(resolution=32, g_width=16))[0], torch.randn(1, 100))
     assert small > 0
     assert 3.0 < large / small < 4.1  # conv FLOPs grow with the square of the width
+
+
+# ---- the builder keeps the networks it built before (checkpoints and records stay loadable) -------------
+
+TINY = dict(resolution=16, channels=1, z_dim=8, g_width=4, d_width=4)
+_BN = lambda n: [(f"{n}.weight", (None,)), (f"{n}.bias", (None,)), (f"{n}.running_mean", (None,)),
+                 (f"{n}.running_var", (None,)), (f"{n}.num_batches_tracked", ())]
+
+# state_dict keys and shapes, and (sum, sum of |x|) over every tensor, as the builder made them before it was
+# rewritten as a plan of stages (torch.manual_seed(0), then build); BN entries' shapes are checked by length
+PINNED = {
+    "dcgan": ({}, [("project.0.weight", (128, 8)), *_BN("project.2"), ("up1.0.weight", (8, 4, 4, 4)), *_BN("up1.1"),
+                   ("output.0.weight", (4, 1, 4, 4))],
+              [("down0.0.weight", (4, 1, 4, 4)), ("down1.0.weight", (8, 4, 4, 4)), *_BN("down1.1"),
+               ("head.1.weight", (1, 128))],
+              (22.492195592798453, 49.17877311582379), (16.578991208771185, 27.248791107958823)),
+    "fc-hidden": ({"fc_hidden": 1},
+                  [("fc0.0.weight", (1024, 8)), *_BN("fc0.1"), ("project.0.weight", (128, 1024)), *_BN("project.2"),
+                   ("up1.0.weight", (8, 4, 4, 4)), *_BN("up1.1"), ("output.0.weight", (4, 1, 4, 4))],
+                  [("down0.0.weight", (4, 1, 4, 4)), ("down1.0.weight", (8, 4, 4, 4)), *_BN("down1.1"),
+                   ("head.fc0.0.weight", (1024, 128)), *_BN("head.fc0.1"), ("head.2.weight", (1, 1024))],
+                  (2064.771666293306, 4301.027944794868), (2068.329830778247, 4183.197658997524)),
+    "g-conv-input": ({"g_input": "convt"},
+                     [("project.1.weight", (8, 8, 4, 4)), *_BN("project.2"), ("up1.0.weight", (8, 4, 4, 4)),
+                      *_BN("up1.1"), ("output.0.weight", (4, 1, 4, 4))],
+                     None, (22.492195592798453, 49.17877311582379), (16.578991208771185, 27.248791107958823)),
+    "d-maxout": ({"d_act": "maxout"}, None,
+                 [("down0.0.weight", (8, 1, 4, 4)), ("down1.0.weight", (16, 4, 4, 4)), *_BN("down1.1"),
+                  ("head.1.weight", (1, 128))],
+                 (22.492195592798453, 49.17877311582379), (30.88212502414808, 51.78239077818398)),
+    # no BN and no bias anywhere: the old no-bn arm, kept as the control no-bn-bias-free
+    "bias-free no-bn": ({"g_bn": "none", "d_bn": "none", "bias": False},
+                        [("project.0.weight", (128, 8)), ("up1.0.weight", (8, 4, 4, 4)), ("output.0.weight", (4, 1, 4, 4))],
+                        [("down0.0.weight", (4, 1, 4, 4)), ("down1.0.weight", (8, 4, 4, 4)), ("head.1.weight", (1, 128))],
+                        (-1.6060007764044713, 24.96986486336209), (-0.8935371992010914, 10.726904017112247)),
+}
+
+
+def _layout(net):
+    """Keys with shapes; 1-d BN tensors (weight, bias, running stats) by length only, as ``_BN`` writes them."""
+    bn_names = {n for n, m in net.named_modules() if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))}
+    return [(k, (None,) if k.rpartition(".")[0] in bn_names and v.dim() == 1 else tuple(v.shape))
+            for k, v in net.state_dict().items()]
+
+
+@pytest.mark.parametrize("name", sorted(PINNED))
+def test_networks_unchanged_by_the_builder_rewrite(name):
+    arch, g_layout, d_layout, g_sums, d_sums = PINNED[name]
+    torch.manual_seed(0)
+    G, D = build(ArchSpec(**TINY, **arch))
+    for net, layout, sums in ((G, g_layout, g_sums), (D, d_layout, d_sums)):
+        if layout is not None:
+            assert _layout(net) == layout
+        tensors = [v.double() for v in net.state_dict().values()]
+        assert sum(t.sum() for t in tensors).item() == pytest.approx(sums[0], rel=1e-9)
+        assert sum(t.abs().sum() for t in tensors).item() == pytest.approx(sums[1], rel=1e-9)
+
+
+@pytest.mark.parametrize("arch", [{}, {"fc_hidden": 2, "g_act": "maxout"}, {"g_bn": "none", "d_bn": "none"}])
+def test_same_seed_same_networks(arch):
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        nets.append(build(ArchSpec(**TINY, **arch)))
+    for a, b in zip(*nets):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
