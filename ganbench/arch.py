@@ -12,6 +12,7 @@ with width 128, G is z -> 4x4x1024 -> 8x8x512 -> 16x16x256 -> 32x32x128 -> 64x64
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 from typing import Callable, Union
@@ -37,6 +38,8 @@ class ArchSpec:
     d_head: str = "linear"          # "linear": flatten + linear (paper); "conv": a final 4x4 conv; "gap": global average pooling + linear
     fc_hidden: int = 0              # fully connected hidden layers before G's projection and before D's head
     fc_width: int = 1024            # units of each fully connected hidden layer
+    g_fc_width: int | None = None   # units of G's FC hidden layers, where they differ from fc_width
+    d_fc_width: int | None = None   # units of D's FC hidden layers, where they differ from fc_width
     g_bn: BNPlacement = "paper"     # BN in G: "paper" (all but the output), "none", "all", or a bool per layer
     d_bn: BNPlacement = "paper"     # BN in D: "paper" (all but the input), "none", "all", or a bool per layer
     g_act: str = "relu"             # G's hidden activation: "relu", "leakyrelu" or "maxout"
@@ -45,14 +48,22 @@ class ArchSpec:
     maxout_k: int = 2               # pieces per maxout unit (the layer before it is k times as wide)
     g_out: str = "tanh"             # G's output: "tanh" (paper), "sigmoid" (rescaled to [-1, 1]) or "linear"
     kernel: int = 4                 # kernel of the strided convs; size-preserving convs use the largest odd one below
-    bias: bool = False              # give layers not followed by BN a bias (the paper's code and the example have none)
-    init: str = "dcgan"             # "dcgan": N(0, 0.02) weights, BN weight N(1, 0.02); "default": PyTorch's own
+    bias: str = "lost-bn"           # which layers have a bias: "lost-bn" (those the paper gives BN and this spec does not:
+                                    # BN's beta given back), "none" (the paper's code), "all" (every layer without BN)
+    init: str = "dcgan"             # "dcgan": N(0, 0.02), BN weight N(1, 0.02); "he": Kaiming normal with the gain of
+                                    # the layer's activation; "default": PyTorch's own (see INITS)
 
     def __post_init__(self):
         _check(self, "resolution", self.resolution in (16, 32, 64, 128), "one of 16, 32, 64, 128")
         _check(self, "channels", self.channels in (1, 3), "1 or 3")
         for name in ("z_dim", "g_width", "d_width", "fc_width", "kernel"):
             _check(self, name, isinstance(getattr(self, name), int) and getattr(self, name) >= 1, "an integer >= 1")
+        for name in ("g_fc_width", "d_fc_width"):
+            value = getattr(self, name)
+            _check(self, name, value is None or isinstance(value, int) and value >= 1, "None or an integer >= 1")
+        if isinstance(self.bias, bool):  # records and TOML from before the policies: False -> "none", True -> "all"
+            object.__setattr__(self, "bias", "all" if self.bias else "none")
+        _check(self, "bias", self.bias in BIAS_POLICIES, ", ".join(BIAS_POLICIES) + " (or a boolean: false, true)")
         _check(self, "kernel", self.kernel >= 2, "an integer >= 2")
         _check(self, "fc_hidden", isinstance(self.fc_hidden, int) and self.fc_hidden >= 0, "an integer >= 0")
         _check(self, "maxout_k", isinstance(self.maxout_k, int) and self.maxout_k >= 2, "an integer >= 2")
@@ -74,6 +85,16 @@ class ArchSpec:
                 value = tuple(value)
             ok = value in BN_POLICIES or (isinstance(value, tuple) and all(isinstance(v, bool) for v in value))
             _check(self, name, ok, f"one of {', '.join(BN_POLICIES)} or a list of booleans, one per layer")
+
+    @property
+    def g_fc_units(self) -> int:
+        """Units of each of G's FC hidden layers."""
+        return self.fc_width if self.g_fc_width is None else self.g_fc_width
+
+    @property
+    def d_fc_units(self) -> int:
+        """Units of each of D's FC hidden layers."""
+        return self.fc_width if self.d_fc_width is None else self.d_fc_width
 
     @property
     def stages(self) -> int:
@@ -115,23 +136,45 @@ class ScaledSigmoid(nn.Module):
         return 2 * torch.sigmoid(x) - 1
 
 
+@functools.lru_cache(maxsize=None)
+def maxout_gain(k: int) -> float:
+    """The gain that keeps a maxout layer's output second moment at its input's variance: 1 / sqrt(E[M^2]) for
+    M the largest of k independent standard normals (E[M^2] = 1 for k = 2; numerically, by the trapezoid rule)."""
+    n, lo, hi = 8001, -9.0, 9.0
+    h = (hi - lo) / (n - 1)
+    total = 0.0
+    for i in range(n):
+        x = lo + i * h
+        pdf = math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+        cdf = 0.5 * (1 + math.erf(x / math.sqrt(2)))
+        total += (0.5 if i in (0, n - 1) else 1.0) * x * x * k * pdf * cdf ** (k - 1)
+    return 1 / math.sqrt(total * h)
+
+
 @dataclass(frozen=True)
 class Activation:
     make: Callable[[ArchSpec], nn.Module]
     widen: Callable[[ArchSpec], int]   # how many times wider the layer before it must be
+    gain: Callable[[ArchSpec], float]  # std gain that keeps the second moment through it (Kaiming et al. 2015)
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "relu": Activation(lambda a: nn.ReLU(inplace=True), lambda a: 1),
-    "leakyrelu": Activation(lambda a: nn.LeakyReLU(a.leaky_slope, inplace=True), lambda a: 1),
-    "maxout": Activation(lambda a: Maxout(a.maxout_k), lambda a: a.maxout_k),
+    "relu": Activation(lambda a: nn.ReLU(inplace=True), lambda a: 1, lambda a: nn.init.calculate_gain("relu")),
+    "leakyrelu": Activation(lambda a: nn.LeakyReLU(a.leaky_slope, inplace=True), lambda a: 1,
+                            lambda a: nn.init.calculate_gain("leaky_relu", a.leaky_slope)),
+    "maxout": Activation(lambda a: Maxout(a.maxout_k), lambda a: a.maxout_k, lambda a: maxout_gain(a.maxout_k)),
 }
 
 OUTPUTS: dict[str, Callable[[], nn.Module]] = {"tanh": nn.Tanh, "sigmoid": ScaledSigmoid, "linear": nn.Identity}
 
 BN_POLICIES = ("paper", "none", "all")
 
-INITS = ("dcgan", "default")
+# Which layers get an additive bias: (BN under the paper's placement, BN under this spec) -> bias.
+BIAS_POLICIES: dict[str, Callable[[bool, bool], bool]] = {
+    "lost-bn": lambda paper_bn, bn: paper_bn and not bn,   # BN's beta, kept where BN is taken away
+    "none": lambda paper_bn, bn: False,                     # the paper's code: BN's beta is the only additive term
+    "all": lambda paper_bn, bn: not bn,                     # every layer that no BN follows, outputs included
+}
 
 
 def _pad(k: int) -> int:
@@ -233,70 +276,78 @@ class Stage:
     act: str | None      # a key of ACTIVATIONS; None for G's output and D's logit
 
 
-def _stage(a: ArchSpec, name: str, cin: int, cout: int, act: str | None, bn: bool) -> Stage:
+def _stage(a: ArchSpec, name: str, cin: int, cout: int, act: str | None, bn: bool, paper_bn: bool) -> Stage:
     width = cout * (ACTIVATIONS[act].widen(a) if act else 1)
-    return Stage(name, cin, cout, width, bn, a.bias and not bn, act)
+    return Stage(name, cin, cout, width, bn, BIAS_POLICIES[a.bias](paper_bn, bn), act)
 
 
 def generator_plan(a: ArchSpec) -> list[Stage]:
     """G from z to the image: FC hidden layers, the projection to 4x4, one upsampling stage per doubling."""
     bn = bn_flags(a.g_bn, g_layer_count(a), exempt=-1, network="g")
+    paper = bn_flags("paper", g_layer_count(a), exempt=-1, network="g")
     chans = [a.g_width * 2 ** (a.stages - 1 - i) for i in range(a.stages)]   # per stage, the 4x4 one first
-    fc = [a.fc_width] * a.fc_hidden
+    fc = [a.g_fc_units] * a.fc_hidden
     ins = [a.z_dim, *fc]                                                      # what each FC layer and the projection read
     shape = [*((f"fc{i}", ins[i], fc[i]) for i in range(a.fc_hidden)),
              ("project", ins[-1], chans[0]),
              *((f"up{i}", chans[i - 1], chans[i]) for i in range(1, a.stages)),
              ("output", chans[-1], a.channels)]
     acts = [a.g_act] * (len(shape) - 1) + [None]
-    return [_stage(a, name, cin, cout, act, b) for (name, cin, cout), act, b in zip(shape, acts, bn)]
+    return [_stage(a, name, cin, cout, act, b, p) for (name, cin, cout), act, b, p in zip(shape, acts, bn, paper)]
 
 
 def discriminator_plan(a: ArchSpec) -> list[Stage]:
     """D from the image to one logit: one downsampling stage per halving, FC hidden layers, the logit."""
     bn = bn_flags(a.d_bn, d_layer_count(a), exempt=0, network="d") + (False,)   # the logit never has BN
+    paper = bn_flags("paper", d_layer_count(a), exempt=0, network="d") + (False,)
     chans = [a.d_width * 2 ** i for i in range(a.stages)]                       # per stage, the first one first
     flat = D_HEADS[a.d_head].width(chans[-1])
-    fc = [a.fc_width] * a.fc_hidden
+    fc = [a.d_fc_units] * a.fc_hidden
     ins = [flat, *fc]                                                          # what each FC layer and the logit read
     shape = [*((f"down{i}", ([a.channels] + chans)[i], chans[i]) for i in range(a.stages)),
              *((f"fc{i}", ins[i], fc[i]) for i in range(a.fc_hidden)),
              ("logit", ins[-1], 1)]
     acts = [a.d_act] * (len(shape) - 1) + [None]
-    return [_stage(a, name, cin, cout, act, b) for (name, cin, cout), act, b in zip(shape, acts, bn)]
+    return [_stage(a, name, cin, cout, act, b, p) for (name, cin, cout), act, b, p in zip(shape, acts, bn, paper)]
 
 
 # ---- the builder -------------------------------------------------------------------------------------
 
+WEIGHTED = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
-def _block(a: ArchSpec, layers: list[nn.Module], s: Stage, bn_kind: str = "2d") -> nn.Sequential:
+
+def _block(a: ArchSpec, layers: list[nn.Module], s: Stage, gains: dict[nn.Module, float | None],
+           bn_kind: str = "2d") -> nn.Sequential:
     """The stage's layers, then BN over their ``width`` outputs, then the activation (which may narrow them to
-    ``cout``)."""
+    ``cout``). Notes in ``gains`` the gain of that activation for each weighted layer (for ``init="he"``)."""
     mods = list(layers)
     if s.bn:
         mods.append(nn.BatchNorm2d(s.width) if bn_kind == "2d" else nn.BatchNorm1d(s.width))
     if s.act is not None:
         mods.append(ACTIVATIONS[s.act].make(a))
+    gains.update({m: ACTIVATIONS[s.act].gain(a) if s.act else None for m in layers if isinstance(m, WEIGHTED)})
     return nn.Sequential(*mods)
 
 
 def build_generator(a: ArchSpec) -> nn.Sequential:
     plan = generator_plan(a)
     fc, project, ups, output = plan[:a.fc_hidden], plan[a.fc_hidden], plan[a.fc_hidden + 1:-1], plan[-1]
-    g = nn.Sequential()
-    # z -> (FC hidden layers of fc_width units)
+    g, gains = nn.Sequential(), {}
+    # z -> (FC hidden layers of g_fc_units)
     for s in fc:
-        g.add_module(s.name, _block(a, [nn.Linear(s.cin, s.width, bias=s.bias)], s, "1d"))
+        g.add_module(s.name, _block(a, [nn.Linear(s.cin, s.width, bias=s.bias)], s, gains, "1d"))
     # -> g_width*2^(stages-1) x 4 x 4
-    g.add_module(project.name, _block(a, G_INPUTS[a.g_input](a, project.cin, project.width, project.bias), project))
+    layers = G_INPUTS[a.g_input](a, project.cin, project.width, project.bias)
+    g.add_module(project.name, _block(a, layers, project, gains))
     # -> twice the size, half the channels, per stage
     for s in ups:
-        g.add_module(s.name, _block(a, UPSAMPLERS[a.g_upsample](a, s.cin, s.width, s.bias), s))
+        g.add_module(s.name, _block(a, UPSAMPLERS[a.g_upsample](a, s.cin, s.width, s.bias), s, gains))
     # g_width x res/2 x res/2 -> channels x res x res
-    image = _block(a, UPSAMPLERS[a.g_upsample](a, output.cin, output.width, output.bias), output)
+    image = _block(a, UPSAMPLERS[a.g_upsample](a, output.cin, output.width, output.bias), output, gains)
     image.append(OUTPUTS[a.g_out]())
     g.add_module(output.name, image)
-    init_weights(g, a.init)
+    init_weights(g, a.init, gains)
     return g
 
 
@@ -304,33 +355,74 @@ def build_discriminator(a: ArchSpec) -> nn.Sequential:
     plan = discriminator_plan(a)
     downs, fc, logit = plan[:a.stages], plan[a.stages:-1], plan[-1]
     head = D_HEADS[a.d_head]
-    d = nn.Sequential()
+    d, gains = nn.Sequential(), {}
     # channels x res x res -> d_width x res/2 x res/2 -> ... -> d_width*2^(stages-1) x 4 x 4
     for s in downs:
-        d.add_module(s.name, _block(a, DOWNSAMPLERS[a.d_downsample](a, s.cin, s.width, s.bias), s))
-    # -> the head's features -> (FC hidden layers) -> one logit per image, shape (N,)
+        d.add_module(s.name, _block(a, DOWNSAMPLERS[a.d_downsample](a, s.cin, s.width, s.bias), s, gains))
+    # -> the head's features -> (FC hidden layers of d_fc_units) -> one logit per image, shape (N,)
     top = nn.Sequential(*head.features())
     for s in fc:
-        top.add_module(s.name, _block(a, [nn.Linear(s.cin, s.width, bias=s.bias)], s, "1d"))
+        top.add_module(s.name, _block(a, [nn.Linear(s.cin, s.width, bias=s.bias)], s, gains, "1d"))
     top.extend(head.logit(logit.cin, logit.bias))
     top.append(nn.Flatten(0))
     d.add_module("head", top)
-    init_weights(d, a.init)
+    init_weights(d, a.init, gains)
     return d
 
 
-def init_weights(net: nn.Module, scheme: str) -> None:
-    """The paper's init: every conv and linear weight N(0, 0.02), BN weight N(1, 0.02), biases 0."""
-    if scheme == "default":
-        return
-    for m in net.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            nn.init.normal_(m.weight, 1.0, 0.02)
+# ---- initialisation ----------------------------------------------------------------------------------
+
+
+def fan_in(m: nn.Module) -> float:
+    """How many inputs each output of a layer sums, away from the borders: in_features for a linear layer,
+    in_channels * k * k for a conv, in_channels * k * k / stride^2 for a fractional-strided conv (each output
+    pixel meets k / stride taps per axis). Counted for inputs larger than the kernel: G's 4x4 conv-transpose
+    from a 1x1 z (``g_input="convt"``) sums in_channels inputs, not 16 times that."""
+    if isinstance(m, nn.Linear):
+        return float(m.in_features)
+    k = math.prod(m.kernel_size)
+    if isinstance(m, nn.ConvTranspose2d):
+        return m.in_channels * k / math.prod(m.stride)
+    return float(m.in_channels * k)
+
+
+def _paper_init(m: nn.Module, gain: float | None) -> None:
+    """Every conv and linear weight N(0, 0.02), BN weight N(1, 0.02), biases 0."""
+    if isinstance(m, WEIGHTED):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
             nn.init.zeros_(m.bias)
+    elif isinstance(m, BATCHNORMS):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)
+
+
+def _he_init(m: nn.Module, gain: float | None) -> None:
+    """A layer followed by a hidden activation: N(0, gain / sqrt(fan_in)), the gain of that activation (He et al.
+    2015, fan-in mode), so each hidden layer keeps the scale BN would have given it; G's output and D's logit
+    (no hidden activation after them) and BN as the paper's init."""
+    if isinstance(m, WEIGHTED) and gain is not None:
+        nn.init.normal_(m.weight, 0.0, gain / math.sqrt(fan_in(m)))
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    else:
+        _paper_init(m, gain)
+
+
+# name -> how it initialises one module, given the gain of the activation after it (None: none follows)
+INITS: dict[str, Callable[[nn.Module, float | None], None]] = {
+    "dcgan": _paper_init,
+    "he": _he_init,
+    "default": lambda m, gain: None,   # PyTorch's own, as the layers were made
+}
+
+
+def init_weights(net: nn.Module, scheme: str, gains: dict[nn.Module, float | None] | None = None) -> None:
+    """Initialise every module of ``net`` in order by ``INITS[scheme]``; ``gains`` maps a weighted layer to the
+    gain of the activation after it (the builder notes them; a layer not in it is initialised as an output)."""
+    init, gains = INITS[scheme], gains or {}
+    for m in net.modules():
+        init(m, gains.get(m))
 
 
 def build(a: ArchSpec) -> tuple[nn.Sequential, nn.Sequential]:
