@@ -1,11 +1,13 @@
 """The one builder: an ArchSpec in, a generator and a discriminator out.
 
 Every axis of the ablation is a field of ``ArchSpec``; every choice along an axis is looked up in a table
-(``ACTIVATIONS``, ``UPSAMPLERS``, ``DOWNSAMPLERS``, ``OUTPUTS``, ``D_HEADS``), so there is no branch on a
-variant's name anywhere. Both networks are ``nn.Sequential`` stacks of named blocks read from input to
-output, like the PyTorch DCGAN example, with the shape of each stage in a comment.
+(``ACTIVATIONS``, ``G_INPUTS``, ``UPSAMPLERS``, ``DOWNSAMPLERS``, ``OUTPUTS``, ``D_HEADS``, ``BIAS_POLICIES``,
+``INITS``), so there is no branch on a variant's name anywhere. ``generator_plan`` and ``discriminator_plan``
+decide each stage's channels, BN and bias once; the builders then assemble ``nn.Sequential`` stacks of named
+blocks read from input to output, like the PyTorch DCGAN example, with the shape of each stage in a comment.
 
-Conventions (from the paper's code and the PyTorch example): layers carry no bias unless ``bias`` says so;
+Conventions (from the paper's code and the PyTorch example): the paper's network has no biases (BN's beta is
+the only additive term), and a layer that loses its BN gets a bias in its place (``bias="lost-bn"``);
 D returns one logit per image (the trainer uses BCE with logits); channels double per stage, so at 64 px
 with width 128, G is z -> 4x4x1024 -> 8x8x512 -> 16x16x256 -> 32x32x128 -> 64x64x3 and D mirrors it.
 """
@@ -48,8 +50,9 @@ class ArchSpec:
     maxout_k: int = 2               # pieces per maxout unit (the layer before it is k times as wide)
     g_out: str = "tanh"             # G's output: "tanh" (paper), "sigmoid" (rescaled to [-1, 1]) or "linear"
     kernel: int = 4                 # kernel of the strided convs; size-preserving convs use the largest odd one below
-    bias: str = "lost-bn"           # which layers have a bias: "lost-bn" (those the paper gives BN and this spec does not:
-                                    # BN's beta given back), "none" (the paper's code), "all" (every layer without BN)
+    bias: str = "lost-bn"           # which layers have a bias: "lost-bn" (those the paper gives BN and this spec
+                                    # does not: BN's beta given back), "none" (the paper's code), "all" (every layer
+                                    # that no BN follows); see BIAS_POLICIES
     init: str = "dcgan"             # "dcgan": N(0, 0.02), BN weight N(1, 0.02); "he": Kaiming normal with the gain of
                                     # the layer's activation; "default": PyTorch's own (see INITS)
 
@@ -220,14 +223,17 @@ class DHead:
 # D's head: the 4x4 feature map -> one logit per image.
 D_HEADS: dict[str, DHead] = {
     "linear": DHead(lambda: [nn.Flatten()], lambda c: c * 16, lambda n, bias: [nn.Linear(n, 1, bias=bias)]),
-    "conv": DHead(lambda: [], lambda c: c, lambda c, bias: [nn.Conv2d(c, 1, 4, 1, 0, bias=bias), nn.Flatten()], flat=False),
-    "gap": DHead(lambda: [nn.AdaptiveAvgPool2d(1), nn.Flatten()], lambda c: c, lambda n, bias: [nn.Linear(n, 1, bias=bias)]),
+    "conv": DHead(lambda: [], lambda c: c,
+                  lambda c, bias: [nn.Conv2d(c, 1, 4, 1, 0, bias=bias), nn.Flatten()], flat=False),
+    "gap": DHead(lambda: [nn.AdaptiveAvgPool2d(1), nn.Flatten()], lambda c: c,
+                 lambda n, bias: [nn.Linear(n, 1, bias=bias)]),
 }
 
 # G's input: z (or the last FC hidden layer's features) -> the 4x4 map.
 G_INPUTS: dict[str, Callable[[ArchSpec, int, int, bool], list[nn.Module]]] = {
     "linear": lambda a, cin, cout, bias: [nn.Linear(cin, cout * 16, bias=bias), nn.Unflatten(1, (cout, 4, 4))],
-    "convt": lambda a, cin, cout, bias: [nn.Unflatten(1, (cin, 1, 1)), nn.ConvTranspose2d(cin, cout, 4, 1, 0, bias=bias)],
+    "convt": lambda a, cin, cout, bias: [nn.Unflatten(1, (cin, 1, 1)),
+                                         nn.ConvTranspose2d(cin, cout, 4, 1, 0, bias=bias)],
 }
 
 
@@ -287,7 +293,7 @@ def generator_plan(a: ArchSpec) -> list[Stage]:
     paper = bn_flags("paper", g_layer_count(a), exempt=-1, network="g")
     chans = [a.g_width * 2 ** (a.stages - 1 - i) for i in range(a.stages)]   # per stage, the 4x4 one first
     fc = [a.g_fc_units] * a.fc_hidden
-    ins = [a.z_dim, *fc]                                                      # what each FC layer and the projection read
+    ins = [a.z_dim, *fc]                   # the inputs of each FC layer, then of the projection
     shape = [*((f"fc{i}", ins[i], fc[i]) for i in range(a.fc_hidden)),
              ("project", ins[-1], chans[0]),
              *((f"up{i}", chans[i - 1], chans[i]) for i in range(1, a.stages)),
@@ -303,7 +309,7 @@ def discriminator_plan(a: ArchSpec) -> list[Stage]:
     chans = [a.d_width * 2 ** i for i in range(a.stages)]                       # per stage, the first one first
     flat = D_HEADS[a.d_head].width(chans[-1])
     fc = [a.d_fc_units] * a.fc_hidden
-    ins = [flat, *fc]                                                          # what each FC layer and the logit read
+    ins = [flat, *fc]                      # the inputs of each FC layer, then of the logit
     shape = [*((f"down{i}", ([a.channels] + chans)[i], chans[i]) for i in range(a.stages)),
              *((f"fc{i}", ins[i], fc[i]) for i in range(a.fc_hidden)),
              ("logit", ins[-1], 1)]

@@ -198,7 +198,8 @@ VARIANTS: list[Variant] = [
            description="one fully connected hidden layer (1024 units) at G's input and before D's logit",
            expects=WORSE_FID, arch={"fc_hidden": 1}),
     _paper("fc-hidden-matched", rule="R3",
-           description="control: fc-hidden with each FC layer as wide as keeps G's and D's parameters within 10% of dcgan's",
+           description="control: fc-hidden, each FC layer as wide as keeps G's and D's parameters within 10% of "
+                       "dcgan's",
            expects=WORSE_FID, arch={"fc_hidden": 1}, match_params=True),
     _paper("d-gap", rule="R3", description="D: global average pooling + linear instead of flatten + linear",
            expects={"sample_oscillation": "better", "fid_auc": "worse"}, arch={"d_head": "gap"}),
