@@ -106,24 +106,11 @@ def list_cmd(what: str, fmt: str):
 
 
 def describe_variant(name: str, resolution: int, width: int, channels: int, z_dim: int = 100) -> dict:
-    """Layers, shapes, parameters and FLOPs per image of a variant's G and D."""
-    import torch
+    """Layers, shapes, parameters, biases and FLOPs per image of a variant's G and D, and its ratios to dcgan
+    (``ganbench.describe``)."""
+    from ganbench.describe import describe_variant as describe
 
-    from ganbench.arch import ArchSpec, count_params, flops_per_image, layer_table
-    from ganbench.plugins import catalog
-
-    variant = catalog().variants.get(name)
-    base = ArchSpec(resolution=resolution, channels=channels, g_width=width, d_width=width, z_dim=z_dim)
-    spec = variant.arch_spec(base)
-    G, D = variant.build(base)
-    z = torch.randn(2, spec.z_dim)
-    x = torch.randn(2, spec.channels, spec.resolution, spec.resolution)
-    return {
-        "variant": name, "rule": variant.rule, "description": variant.description, "arch": spec.__dict__,
-        "g_params": count_params(G), "d_params": count_params(D),
-        "g_flops": flops_per_image(G, z), "d_flops": flops_per_image(D, x),
-        "layers": {"G": layer_table(G, z), "D": layer_table(D, x)},
-    }
+    return describe(name, resolution, width, channels, z_dim)
 
 
 @main.command()
@@ -143,11 +130,15 @@ def show(variant: str, resolution: str, width: int, channels: str, fmt: str):
     for net in ("G", "D"):
         table = Table(title=f"{net}: {info[net.lower() + '_params']:,} parameters, "
                             f"{info[net.lower() + '_flops'] / 1e6:,.1f} MFLOPs per image")
-        for c in ("module", "type", "output", "params"):
+        for c in ("module", "type", "output", "params", "bias"):
             table.add_column(c, justify="right" if c == "params" else "left")
         for r in info["layers"][net]:
-            table.add_row(r["module"], r["type"], " x ".join(map(str, r["output"])), f"{r['params']:,}")
+            table.add_row(r["module"], r["type"], " x ".join(map(str, r["output"])), f"{r['params']:,}",
+                          {True: "yes", False: "no", None: ""}[r["bias"]])
         console.print(table)
+    ratios, flagged = ", ".join(f"{k} {v:.3g}x" for k, v in info["ratios"].items()), info["confounded"]
+    console.print(f"vs dcgan: {ratios}" + (f"; [bold red]confounded[/] (beyond {info['confound_ratio']}x either way): "
+                                           f"{', '.join(flagged)}" if flagged else ""))
 
 
 # ---- run --------------------------------------------------------------------------------------------

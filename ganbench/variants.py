@@ -4,17 +4,23 @@ A ``Variant`` names the rule it breaks (R1..R6 of DESIGN.md), the paper's claim 
 direction the claim predicts on the metrics it is about (``expects``); its changes are written as the
 ArchSpec fields and optimizer settings that differ from the paper. The protocol supplies resolution,
 channels and widths; the variant changes only what it tests.
+
+Where a change cannot help changing something else too (parameters, FLOPs, a learning rate), the
+``confound_ratios`` of a variant to ``dcgan`` say by how much, and ``confounded`` names those beyond
+``CONFOUND_RATIO``; control arms (``no-bn-bias-free``, ``no-bn-he-init``, ``fc-hidden-matched``) isolate the rule.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import functools
+from dataclasses import MISSING, dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+import torch
 from torch import nn
 
-from ganbench.arch import ArchSpec, build
+from ganbench.arch import ArchSpec, build, count_params, flops_per_image
 from ganbench.errors import SpecError
 from ganbench.hookspecs import hookimpl
 
@@ -64,6 +70,9 @@ class Variant:
     arch: Mapping[str, Any] = field(default_factory=dict)      # ArchSpec fields that differ from the protocol's
     optim: OptimSpec = OptimSpec()              # Adam settings per network
     builder: Callable[[ArchSpec], tuple[nn.Module, nn.Module]] | None = None  # a plugin's own networks
+    match_params: bool = False                  # solve G's and D's FC hidden widths so that each network's parameters
+                                                # are within MATCH_TOLERANCE of dcgan's under the protocol's ArchSpec
+    primary: str = ""                           # the one primary endpoint: a key of expects (default: the first)
 
     def __post_init__(self):
         unknown = set(self.arch) - set(ArchSpec.field_names())
@@ -73,12 +82,20 @@ class Variant:
         bad = {m: d for m, d in self.expects.items() if d not in DIRECTIONS}
         if bad:
             raise SpecError(f"variant {self.name!r}: expected directions {bad} must be one of {DIRECTIONS}")
+        if self.primary and self.primary not in self.expects:
+            raise SpecError(f"variant {self.name!r}: primary={self.primary!r} is not one of its expected metrics "
+                            f"{sorted(self.expects) or '(none)'}")
         object.__setattr__(self, "arch", MappingProxyType(dict(self.arch)))
         object.__setattr__(self, "expects", MappingProxyType(dict(self.expects)))
+        object.__setattr__(self, "primary", self.primary or next(iter(self.expects), ""))
 
     def arch_spec(self, base: ArchSpec) -> ArchSpec:
-        """The protocol's ArchSpec with this variant's changes."""
-        return replace(base, **self.arch)
+        """The protocol's ArchSpec with this variant's changes (and, with ``match_params``, the FC widths that
+        match dcgan's parameters under it). ``base`` may be an ArchSpec this returned: the result is the same."""
+        spec = replace(base, **self.arch)
+        if self.match_params:
+            spec = match_fc_widths(spec, _as_paper(base, self.arch), self.builder or build, self.name)
+        return spec
 
     def build(self, base: ArchSpec) -> tuple[nn.Module, nn.Module]:
         """G and D for this variant under a protocol's ArchSpec."""
@@ -86,55 +103,176 @@ class Variant:
         return (self.builder or build)(spec)
 
 
-def _v(name, rule, description, expects, arch=None, optim=OptimSpec()) -> Variant:
-    return Variant(name, rule, description, RULES[rule][1] if rule in RULES else "", expects, arch or {}, optim)
+# ---- parameter matching ------------------------------------------------------------------------------
+
+MATCH_TOLERANCE = 0.10   # match_params: each network's parameters within this fraction of dcgan's
+FC_WIDTHS = ("g_fc_width", "d_fc_width")
+_PAPER = {f.name: f.default for f in fields(ArchSpec) if f.default is not MISSING}
+
+
+def _as_paper(base: ArchSpec, changed) -> ArchSpec:
+    """``base`` with the fields a variant changes, and the FC widths matching solves for, at the paper's values:
+    dcgan under the protocol's ArchSpec, whether ``base`` is that ArchSpec or the variant's resolved one."""
+    return replace(base, **{k: _PAPER[k] for k in {*changed, *FC_WIDTHS}})
+
+
+def _param_counts(builder, spec: ArchSpec) -> tuple[int, int]:
+    """G's and D's parameters, built on the meta device (no memory, no random numbers drawn)."""
+    with torch.device("meta"):
+        G, D = builder(spec)
+    return count_params(G), count_params(D)
+
+
+def _widest(count: Callable[[int], int], target: int, what: str) -> int:
+    """The largest width w >= 1 with count(w) within MATCH_TOLERANCE of target (count grows with w)."""
+    limit = target * (1 + MATCH_TOLERANCE)
+    if count(1) > limit:
+        raise SpecError(f"{what}: even 1 unit per FC hidden layer gives {count(1):,} parameters, over "
+                        f"{MATCH_TOLERANCE:.0%} more than dcgan's {target:,}")
+    lo, hi = 1, 2
+    while count(hi) <= limit:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) <= limit else (lo, mid)
+    if count(lo) < target * (1 - MATCH_TOLERANCE):
+        raise SpecError(f"{what}: no FC width brings the parameters within {MATCH_TOLERANCE:.0%} of dcgan's {target:,}")
+    return lo
+
+
+@functools.lru_cache(maxsize=64)   # solved once per (protocol, variant): a run asks for its ArchSpec more than once
+def match_fc_widths(spec: ArchSpec, paper: ArchSpec, builder=build, name: str = "variant") -> ArchSpec:
+    """``spec`` with G's and D's FC hidden layers as wide as keeps each network's parameters within
+    MATCH_TOLERANCE of ``paper``'s (dcgan under the same protocol): solved per network, since G's FC layers
+    replace part of its projection while D's come on top of its head (so D's are far narrower)."""
+    if spec.fc_hidden < 1:
+        raise SpecError(f"variant {name!r}: match_params solves for FC hidden widths, but fc_hidden is 0")
+    g_target, d_target = _param_counts(build, paper)
+    g = _widest(lambda w: _param_counts(builder, replace(spec, g_fc_width=w))[0], g_target, f"variant {name!r}, G")
+    d = _widest(lambda w: _param_counts(builder, replace(spec, d_fc_width=w))[1], d_target, f"variant {name!r}, D")
+    return replace(spec, g_fc_width=g, d_fc_width=d)
+
+
+def _paper(name: str, *, rule: str, description: str, expects: Mapping[str, str], arch: Mapping[str, Any] = {},
+           optim: OptimSpec = OptimSpec(), match_params: bool = False) -> Variant:
+    """A variant that breaks one of the paper's rules; its claim is that rule's claim (``RULES``)."""
+    return Variant(name, rule=rule, description=description, claim=RULES[rule][1], expects=expects, arch=arch,
+                   optim=optim, match_params=match_params)
 
 
 WORSE_FID = {"fid": "worse"}
 
 VARIANTS: list[Variant] = [
-    Variant("dcgan", "-", "the paper's network and optimizer: the baseline"),
+    Variant("dcgan", rule="-", description="the paper's network and optimizer: the baseline"),
     # R1: learned up/downsampling
-    _v("d-maxpool", "R1", "D: stride-1 conv + 2x2 max-pool instead of strided conv", WORSE_FID, {"d_downsample": "maxpool"}),
-    _v("d-avgpool", "R1", "D: stride-1 conv + 2x2 average-pool instead of strided conv", WORSE_FID, {"d_downsample": "avgpool"}),
-    _v("g-upsample-nearest", "R1", "G: nearest upsample + conv instead of fractional-strided conv", WORSE_FID,
-       {"g_upsample": "nearest"}),
-    _v("g-upsample-bilinear", "R1", "G: bilinear upsample + conv instead of fractional-strided conv", WORSE_FID,
-       {"g_upsample": "bilinear"}),
+    _paper("d-maxpool", rule="R1", description="D: stride-1 conv + 2x2 max-pool instead of strided conv",
+           expects=WORSE_FID, arch={"d_downsample": "maxpool"}),
+    _paper("d-avgpool", rule="R1", description="D: stride-1 conv + 2x2 average-pool instead of strided conv",
+           expects=WORSE_FID, arch={"d_downsample": "avgpool"}),
+    _paper("g-upsample-nearest", rule="R1", description="G: nearest upsample + conv instead of fractional-strided conv",
+           expects=WORSE_FID, arch={"g_upsample": "nearest"}),
+    _paper("g-upsample-bilinear", rule="R1", description="G: bilinear upsample + conv instead of fractional-strided conv",
+           expects=WORSE_FID, arch={"g_upsample": "bilinear"}),
     # R2: batchnorm placement
-    _v("no-bn", "R2", "no batchnorm in G or D", {"fid": "worse", "modes": "worse"}, {"g_bn": "none", "d_bn": "none"}),
-    _v("no-bn-gen", "R2", "no batchnorm in G", {"fid": "worse", "modes": "worse"}, {"g_bn": "none"}),
-    _v("no-bn-disc", "R2", "no batchnorm in D", WORSE_FID, {"d_bn": "none"}),
-    _v("bn-all", "R2", "batchnorm on every layer, G's output and D's input included",
-       {"sample_oscillation": "worse", "fid": "worse"}, {"g_bn": "all", "d_bn": "all"}),
-    _v("no-bn-gen-output", "R2", "batchnorm on every layer except G's output (so D's input has BN)",
-       {"sample_oscillation": "worse", "fid": "worse"}, {"d_bn": "all"}),
-    _v("no-bn-disc-input", "R2", "batchnorm on every layer except D's input (so G's output has BN)",
-       {"sample_oscillation": "worse", "fid": "worse"}, {"g_bn": "all"}),
+    # (a layer that loses BN keeps BN's beta as a bias: ArchSpec.bias="lost-bn")
+    _paper("no-bn", rule="R2", description="no batchnorm in G or D (a bias where BN was)",
+           expects={"fid": "worse", "modes": "worse"}, arch={"g_bn": "none", "d_bn": "none"}),
+    _paper("no-bn-gen", rule="R2", description="no batchnorm in G (a bias where BN was)",
+           expects={"fid": "worse", "modes": "worse"}, arch={"g_bn": "none"}),
+    _paper("no-bn-disc", rule="R2", description="no batchnorm in D (a bias where BN was)", expects=WORSE_FID,
+           arch={"d_bn": "none"}),
+    _paper("no-bn-bias-free", rule="R2",
+           description="control: no batchnorm and no bias anywhere, N(0, 0.02) init (G(z) starts ~100x too small)",
+           expects={"fid": "worse", "modes": "worse"}, arch={"g_bn": "none", "d_bn": "none", "bias": "none"}),
+    _paper("no-bn-he-init", rule="R2",
+           description="control: no batchnorm, a bias where BN was, He init (fan-in, each activation's gain)",
+           expects={"modes": "worse", "fid": "worse"}, arch={"g_bn": "none", "d_bn": "none", "init": "he"}),
+    _paper("bn-all", rule="R2", description="batchnorm on every layer, G's output and D's input included",
+           expects={"sample_oscillation": "worse", "fid": "worse"}, arch={"g_bn": "all", "d_bn": "all"}),
+    _paper("no-bn-gen-output", rule="R2", description="batchnorm on every layer except G's output (so D's input has BN)",
+           expects={"sample_oscillation": "worse", "fid": "worse"}, arch={"d_bn": "all"}),
+    _paper("no-bn-disc-input", rule="R2", description="batchnorm on every layer except D's input (so G's output has BN)",
+           expects={"sample_oscillation": "worse", "fid": "worse"}, arch={"g_bn": "all"}),
     # R3: fully connected layers
-    _v("fc-hidden", "R3", "one fully connected hidden layer (1024 units) at G's input and before D's logit",
-       WORSE_FID, {"fc_hidden": 1}),
-    _v("d-gap", "R3", "D: global average pooling + linear instead of flatten + linear",
-       {"sample_oscillation": "better", "fid_auc": "worse"}, {"d_head": "gap"}),
-    _v("g-conv-input", "R3", "G: 4x4 transposed conv from 1x1 z (the PyTorch example) instead of linear projection",
-       {"fid": "same"}, {"g_input": "convt"}),
+    _paper("fc-hidden", rule="R3",
+           description="one fully connected hidden layer (1024 units) at G's input and before D's logit",
+           expects=WORSE_FID, arch={"fc_hidden": 1}),
+    _paper("fc-hidden-matched", rule="R3",
+           description="control: fc-hidden, each FC layer as wide as keeps G's and D's parameters within 10% of "
+                       "dcgan's",
+           expects=WORSE_FID, arch={"fc_hidden": 1}, match_params=True),
+    _paper("d-gap", rule="R3", description="D: global average pooling + linear instead of flatten + linear",
+           expects={"sample_oscillation": "better", "fid_auc": "worse"}, arch={"d_head": "gap"}),
+    _paper("g-conv-input", rule="R3",
+           description="G: 4x4 transposed conv from 1x1 z (the PyTorch example) instead of linear projection",
+           expects={"fid": "same"}, arch={"g_input": "convt"}),
     # R4: G's activations
-    _v("g-leakyrelu", "R4", "G: LeakyReLU(0.2) instead of ReLU", WORSE_FID, {"g_act": "leakyrelu"}),
-    _v("g-maxout", "R4", "G: maxout (k=2) instead of ReLU", WORSE_FID, {"g_act": "maxout"}),
-    _v("g-out-linear", "R4", "G: unbounded linear output instead of tanh", {"fid_auc": "worse", "fid": "worse"},
-       {"g_out": "linear"}),
-    _v("g-out-sigmoid", "R4", "G: sigmoid output (rescaled to [-1, 1]) instead of tanh", {"fid_auc": "worse"},
-       {"g_out": "sigmoid"}),
+    _paper("g-leakyrelu", rule="R4", description="G: LeakyReLU(0.2) instead of ReLU", expects=WORSE_FID,
+           arch={"g_act": "leakyrelu"}),
+    _paper("g-maxout", rule="R4", description="G: maxout (k=2) instead of ReLU", expects=WORSE_FID,
+           arch={"g_act": "maxout"}),
+    _paper("g-out-linear", rule="R4", description="G: unbounded linear output instead of tanh",
+           expects={"fid_auc": "worse", "fid": "worse"}, arch={"g_out": "linear"}),
+    _paper("g-out-sigmoid", rule="R4", description="G: sigmoid output (rescaled to [-1, 1]) instead of tanh",
+           expects={"fid_auc": "same"}, arch={"g_out": "sigmoid"}),   # bounded too: see claim R4.bounded-sigmoid
     # R5: D's activations
-    _v("d-relu", "R5", "D: ReLU instead of LeakyReLU(0.2)", WORSE_FID, {"d_act": "relu"}),
-    _v("d-maxout", "R5", "D: maxout (k=2) instead of LeakyReLU, as in the original GAN", WORSE_FID, {"d_act": "maxout"}),
+    _paper("d-relu", rule="R5", description="D: ReLU instead of LeakyReLU(0.2)", expects=WORSE_FID,
+           arch={"d_act": "relu"}),
+    _paper("d-maxout", rule="R5", description="D: maxout (k=2) instead of LeakyReLU, as in the original GAN",
+           expects=WORSE_FID, arch={"d_act": "maxout"}),
     # R6: optimizer and init
-    _v("adam-beta1-0.9", "R6", "Adam beta1 0.9 instead of 0.5",
-       {"sample_oscillation": "worse", "loss_oscillation": "worse"}, optim=adam_both(betas=(0.9, 0.999))),
-    _v("adam-lr-1e-3", "R6", "Adam learning rate 1e-3 instead of 2e-4", {"fid": "worse", "diverged": "worse"},
-       optim=adam_both(lr=1e-3)),
-    _v("default-init", "R6", "PyTorch's default init instead of N(0, 0.02)", WORSE_FID, {"init": "default"}),
+    _paper("adam-beta1-0.9", rule="R6", description="Adam beta1 0.9 instead of 0.5",
+           expects={"sample_oscillation": "worse", "loss_oscillation": "worse"}, optim=adam_both(betas=(0.9, 0.999))),
+    _paper("adam-lr-1e-3", rule="R6", description="Adam learning rate 1e-3 instead of 2e-4",
+           expects={"fid": "worse", "diverged": "worse"}, optim=adam_both(lr=1e-3)),
+    _paper("default-init", rule="R6", description="PyTorch's default init instead of N(0, 0.02)", expects=WORSE_FID,
+           arch={"init": "default"}),
 ]
+
+
+BASELINE = VARIANTS[0]
+
+
+# ---- confounds -----------------------------------------------------------------------------------------
+
+CONFOUND_RATIO = 1.25   # a quantity this many times the baseline's, either way, confounds the comparison
+CONFOUNDS = ("g_params", "d_params", "g_flops", "d_flops", "g_lr", "d_lr")
+
+
+def network_size(variant: Variant, base: ArchSpec) -> dict[str, int]:
+    """G's and D's parameters and forward FLOPs per image for ``variant`` under ``base``. Built on the meta device
+    (no memory, no random numbers drawn); a builder that cannot run there is built on the CPU with the global
+    random state put back afterwards, so calling this never changes a run's weights."""
+    spec = variant.arch_spec(base)
+    z = torch.zeros(1, spec.z_dim)
+    x = torch.zeros(1, spec.channels, spec.resolution, spec.resolution)
+
+    def measure(device: str) -> dict[str, int]:
+        with torch.device(device):
+            G, D = variant.build(base)
+        return {"g_params": count_params(G), "d_params": count_params(D),
+                "g_flops": flops_per_image(G, z.to(device)), "d_flops": flops_per_image(D, x.to(device))}
+
+    try:
+        return measure("meta")
+    except (NotImplementedError, RuntimeError):
+        with torch.random.fork_rng(devices=[]):
+            return measure("cpu")
+
+
+def confound_ratios(variant: Variant, base: ArchSpec, baseline: Variant = BASELINE) -> dict[str, float]:
+    """``variant``'s quantities over ``baseline``'s (dcgan) under the protocol's ArchSpec ``base``: one float per
+    name in CONFOUNDS (G and D parameters, G and D FLOPs per image, G and D Adam learning rates)."""
+    v, b = network_size(variant, base), network_size(baseline, base)
+    ratios = {k: v[k] / b[k] for k in v}
+    ratios["g_lr"] = variant.optim.g.lr / baseline.optim.g.lr
+    ratios["d_lr"] = variant.optim.d.lr / baseline.optim.d.lr
+    return {k: float(ratios[k]) for k in CONFOUNDS}
+
+
+def confounded(ratios: Mapping[str, float], limit: float = CONFOUND_RATIO) -> list[str]:
+    """The quantities of ``confound_ratios`` more than ``limit`` times the baseline's, either way."""
+    return [k for k, r in ratios.items() if not 1 / limit <= r <= limit]
 
 
 @hookimpl

@@ -4,12 +4,15 @@ from torch import nn
 
 from ganbench.arch import ArchSpec, ScaledSigmoid
 from ganbench.errors import SpecError
-from ganbench.variants import RULES, VARIANTS, Variant
+from ganbench.plugins import catalog
+from ganbench.variants import (CONFOUND_RATIO, CONFOUNDS, MATCH_TOLERANCE, RULES, VARIANTS, Variant, adam_both,
+                               confound_ratios, confounded, network_size)
 
 BUILTIN = {v.name: v for v in VARIANTS}
+REGISTRY = {v.name: v for v in catalog().variants}   # the built-ins and whatever plugins are loaded
 REQUIRED = """dcgan d-maxpool d-avgpool g-upsample-nearest g-upsample-bilinear no-bn no-bn-gen no-bn-disc bn-all
 no-bn-gen-output no-bn-disc-input fc-hidden d-gap g-conv-input g-leakyrelu g-maxout g-out-linear g-out-sigmoid
-d-relu d-maxout adam-beta1-0.9 adam-lr-1e-3 default-init""".split()
+d-relu d-maxout adam-beta1-0.9 adam-lr-1e-3 default-init no-bn-bias-free no-bn-he-init fc-hidden-matched""".split()
 
 
 def test_every_required_variant_is_there():
@@ -26,11 +29,11 @@ def test_variant_has_rule_claim_and_expectation(name):
     assert v.claim and v.description and v.expects
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN))
+@pytest.mark.parametrize("name", sorted(REGISTRY))
 @pytest.mark.parametrize("resolution", [16, 32, 64])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_every_variant_builds_and_runs(name, resolution, channels):
-    G, D = BUILTIN[name].build(ArchSpec(resolution=resolution, channels=channels, g_width=4, d_width=4, z_dim=8))
+    G, D = REGISTRY[name].build(ArchSpec(resolution=resolution, channels=channels, g_width=4, d_width=4, z_dim=8))
     x = G(torch.randn(3, 8))
     assert x.shape == (3, channels, resolution, resolution)
     y = D(x)
@@ -122,3 +125,109 @@ def test_variant_rejects_unknown_fields_and_directions():
         Variant("x", "R1", "d", arch={"d_pooling": "max"})
     with pytest.raises(SpecError, match="directions"):
         Variant("x", "R1", "d", expects={"fid": "lower"})
+
+
+def test_primary_endpoint_defaults_to_the_first_expectation_and_is_checked():
+    assert BUILTIN["d-gap"].primary == "sample_oscillation" and BUILTIN["dcgan"].primary == ""
+    assert Variant("x", "R1", "d", expects={"fid": "worse", "modes": "worse"}, primary="modes").primary == "modes"
+    with pytest.raises(SpecError, match="primary='kid_mean' is not one of its expected metrics"):
+        Variant("x", "R1", "d", expects={"fid": "worse"}, primary="kid_mean")
+
+
+# ---- fair no-BN arms -----------------------------------------------------------------------------------
+
+
+def _biased(net) -> set[str]:
+    return {n for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))
+            and m.bias is not None}
+
+
+def test_no_bn_has_biases_exactly_where_bn_was():
+    G, D = _build("no-bn")
+    assert _biased(G) == {"project.0", "up1.0", "up2.0"}       # G's output had no BN in the paper: no bias
+    assert _biased(D) == {"down1.0", "down2.0"}                # D's input and logit had none either
+    G, D = _build("no-bn-gen")
+    assert _biased(G) == {"project.0", "up1.0", "up2.0"} and _biased(D) == set()
+    G, D = _build("no-bn-disc")
+    assert _biased(G) == set() and _biased(D) == {"down1.0", "down2.0"}
+
+
+def test_bias_free_control_has_none():
+    G, D = _build("no-bn-bias-free")
+    assert _biased(G) == set() and _biased(D) == set()
+    assert not any(isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) for net in (G, D) for m in net.modules())
+
+
+def test_a_plugins_no_bn_variant_gets_the_same_biases():
+    plugin = Variant("plugin-no-bn-disc", rule="extra", description="D without BN", arch={"d_bn": "none"})
+    G, D = plugin.build(ArchSpec(resolution=32, g_width=4, d_width=4))
+    assert _biased(D) == {"down1.0", "down2.0"} and _biased(G) == set()
+
+
+def test_he_init_control_starts_at_dcgans_output_scale():
+    def g_std(name, seed=0):
+        torch.manual_seed(seed)
+        G, _ = BUILTIN[name].build(ArchSpec(resolution=32, channels=1, g_width=32, d_width=32))
+        with torch.no_grad():
+            return G(torch.randn(256, 100)).std().item()
+
+    # measured (seeds 0-4): dcgan 0.14-0.17, no-bn-he-init 0.15-0.23, no-bn-bias-free 0.0016-0.0025
+    paper, he, free = g_std("dcgan"), g_std("no-bn-he-init"), g_std("no-bn-bias-free")
+    assert paper / 3 < he < paper * 3
+    assert free < paper / 20
+
+
+# ---- parameter matching and confounds --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("resolution,width", [(32, 32), (64, 64)])
+def test_fc_hidden_matched_is_within_tolerance_of_dcgan(resolution, width):
+    base = ArchSpec(resolution=resolution, channels=1, g_width=width, d_width=width)
+    matched, paper = network_size(BUILTIN["fc-hidden-matched"], base), network_size(BUILTIN["dcgan"], base)
+    for net in ("g", "d"):
+        assert abs(matched[f"{net}_params"] / paper[f"{net}_params"] - 1) <= 0.10, net
+    spec = BUILTIN["fc-hidden-matched"].arch_spec(base)
+    assert spec.fc_hidden == 1 and spec.g_fc_width > spec.d_fc_width >= 1
+    G, D = BUILTIN["fc-hidden-matched"].build(base)
+    assert G.fc0[0].out_features == spec.g_fc_width and D.head.fc0[0].out_features == spec.d_fc_width
+    # one unit more would break the tolerance: the widths are the widest that keep it
+    wider = network_size(Variant("w", "R3", "d", arch={"fc_hidden": 1, "g_fc_width": spec.g_fc_width + 1,
+                                                        "d_fc_width": spec.d_fc_width + 1}), base)
+    assert wider["g_params"] > paper["g_params"] * (1 + MATCH_TOLERANCE)
+    assert wider["d_params"] > paper["d_params"] * (1 + MATCH_TOLERANCE)
+
+
+def test_matched_arch_spec_is_the_same_from_a_resolved_record():
+    base = ArchSpec(resolution=32, channels=1, g_width=16, d_width=16)
+    spec = BUILTIN["fc-hidden-matched"].arch_spec(base)
+    assert BUILTIN["fc-hidden-matched"].arch_spec(spec) == spec         # probe rebuilds from the recorded ArchSpec
+    assert BUILTIN["fc-hidden-matched"].arch_spec(ArchSpec(resolution=32, channels=1, g_width=32, d_width=32)) != spec
+
+
+def test_match_params_needs_fc_layers():
+    with pytest.raises(SpecError, match="fc_hidden is 0"):
+        Variant("m", "R3", "d", match_params=True).arch_spec(ArchSpec(resolution=16, g_width=4, d_width=4))
+
+
+def test_confound_ratios():
+    base = ArchSpec(resolution=32, channels=1, g_width=32, d_width=32)
+    fc = confound_ratios(BUILTIN["fc-hidden"], base)
+    assert list(fc) == list(CONFOUNDS)
+    assert fc["g_params"] > CONFOUND_RATIO and fc["d_params"] > CONFOUND_RATIO
+    assert {"g_params", "d_params"} <= set(confounded(fc)) and "g_lr" not in confounded(fc)
+    assert confound_ratios(BUILTIN["d-relu"], base) == {k: 1.0 for k in CONFOUNDS}
+    assert confounded(confound_ratios(BUILTIN["d-relu"], base)) == []
+    matched = confound_ratios(BUILTIN["fc-hidden-matched"], base)
+    assert confounded(matched) == []
+    lr = confound_ratios(BUILTIN["adam-lr-1e-3"], base)
+    assert lr["g_lr"] == lr["d_lr"] == pytest.approx(5.0) and confounded(lr) == ["g_lr", "d_lr"]
+    slow = Variant("slow-g", "extra", "d", optim=adam_both(lr=1e-4))
+    assert confounded(confound_ratios(slow, base)) == ["g_lr", "d_lr"]     # 0.5x counts too
+    assert confounded({"g_params": 1.24, "d_params": 0.81}) == []
+
+
+def test_measuring_a_variant_leaves_the_random_state_alone():
+    torch.manual_seed(0)
+    before = torch.random.get_rng_state()
+    confound_ratios(BUILTIN["fc-hidden-matched"], ArchSpec(resolution=16, g_width=4, d_width=4))
+    assert torch.equal(torch.random.get_rng_state(), before)
