@@ -61,7 +61,7 @@ def test_six_or_more_seeds_use_welch():
 
 
 def test_too_many_splits_fall_back_to_a_seeded_monte_carlo_test(monkeypatch):
-    monkeypatch.setattr(S, "MAX_EXACT_SPLITS", 10)
+    monkeypatch.setattr(S.core, "MAX_EXACT_SPLITS", 10)
     c = S.compare_continuous([5.0, 5.1, 5.2, 5.3, 5.4], [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6])
     assert c.test.startswith("permutation (Monte Carlo")
     assert c.p > 0 and c.p == S.compare_continuous([5.0, 5.1, 5.2, 5.3, 5.4], [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6]).p
