@@ -59,7 +59,7 @@ def _record(step: int, **values) -> dict:
 
 
 def _context(protocol=SMOKE, images=None, *, fixed=None, fixed_history=(), history=None, final=True,
-             diverged=False, dataset=DIGITS, reference=None) -> EvalContext:
+             diverged=False, dataset=DIGITS, reference=None, seed=None) -> EvalContext:
     """An evaluation context by hand: ``images`` (float [-1, 1]) are what the "generator" samples, in order."""
     arch = ArchSpec(resolution=protocol.resolution, channels=protocol.channels, z_dim=protocol.z_dim,
                     g_width=protocol.g_width, d_width=protocol.d_width)
@@ -74,7 +74,7 @@ def _context(protocol=SMOKE, images=None, *, fixed=None, fixed_history=(), histo
     return EvalContext(protocol=protocol, dataset=dataset, sample=sample, reference=reference,
                        fixed=images[:64] if fixed is None else fixed, fixed_history=list(fixed_history),
                        history=history or [_record(10)], step=10, final=final, device=torch.device("cpu"),
-                       generator=G, discriminator=D, arch=arch, diverged=diverged)
+                       generator=G, discriminator=D, arch=arch, diverged=diverged, seed=seed)
 
 
 # ---- the digits classifier and torch-fidelity ------------------------------------------------------------
@@ -309,6 +309,22 @@ def test_grey_blobs_fail_to_learn_and_cover_no_class():
     assert out["modes"] == 1.0                        # the classifier calls every one of them an 8, sure of it
     assert out["confident_classes"] == 0.0            # but none is near a real digit
     assert out["diversity"] < 0.01 and out["mode_collapse"] == 1.0
+
+
+def test_probe_metric_seeds_the_untrained_d_with_the_runs_seed():
+    from ganbench.data import load_dataset as load
+    from ganbench.metrics.probe import ProbeSettings, probe_discriminator
+
+    proto = replace(SMOKE, probe_labels_per_class=10, probe_draws=2, probe_test=0)
+    images = to_float(_digits("train").images[:256])
+    by_seed = {seed: evaluate(_context(proto, images, seed=seed), ["probe"]) for seed in (None, 3)}
+    assert by_seed[None]["probe_random_seed"] == 0 and by_seed[3]["probe_random_seed"] == 3
+    ctx = _context(proto, images, seed=3)
+    direct = probe_discriminator(ctx.discriminator, ctx.arch.init, load("digits", "train", 16, 1),
+                                 load("digits", "test", 16, 1), ProbeSettings.from_protocol(proto), seed=3)
+    out = by_seed[3]
+    assert out["probe_random_acc"] == direct.scores["random"].accuracy
+    assert out["probe_gain"] == pytest.approx(out["probe_acc"] - out["probe_random_acc"])
 
 
 # ---- a constant generator, a perfect one, a diverged one -------------------------------------------------

@@ -80,6 +80,7 @@ class EvalContext:
     arch: ArchSpec                          # the variant's resolved ArchSpec
     diverged: bool = False                  # True when training stopped on a non-finite loss
     data_root: str | None = None            # where data sets live (None: $GANBENCH_DATA or the default)
+    seed: int | None = None                 # the run's seed (None: not known, e.g. a context built by hand)
     _fakes: torch.Tensor | None = field(default=None, init=False, repr=False)
     _fakes_finite: bool = field(default=True, init=False, repr=False)
     _extractor: Extractor | None = field(default=None, init=False, repr=False)
