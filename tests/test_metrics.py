@@ -27,8 +27,8 @@ from ganbench.metrics import BUILTIN_METRICS, EvalContext, MetricSpec, evaluate
 from ganbench.metrics import cost, stability
 from ganbench.metrics.features import (INCEPTION, INCEPTION_FILE, ExtractorMissing, choose_extractor, domain_channels,
                                        extract_features, load_classifier)
-from ganbench.metrics.modes import coverage, predict
-from ganbench.metrics.quality import quality
+from ganbench.metrics.modes import classify, confident_classes, coverage, on_manifold, predict
+from ganbench.metrics.quality import PRC_NEIGHBORHOOD, quality
 from ganbench.protocol import resolve
 from ganbench.files import read_json
 from ganbench.record import RunSpec
@@ -59,7 +59,7 @@ def _record(step: int, **values) -> dict:
 
 
 def _context(protocol=SMOKE, images=None, *, fixed=None, fixed_history=(), history=None, final=True,
-             diverged=False, dataset=DIGITS, reference=None) -> EvalContext:
+             diverged=False, dataset=DIGITS, reference=None, seed=None) -> EvalContext:
     """An evaluation context by hand: ``images`` (float [-1, 1]) are what the "generator" samples, in order."""
     arch = ArchSpec(resolution=protocol.resolution, channels=protocol.channels, z_dim=protocol.z_dim,
                     g_width=protocol.g_width, d_width=protocol.d_width)
@@ -74,7 +74,7 @@ def _context(protocol=SMOKE, images=None, *, fixed=None, fixed_history=(), histo
     return EvalContext(protocol=protocol, dataset=dataset, sample=sample, reference=reference,
                        fixed=images[:64] if fixed is None else fixed, fixed_history=list(fixed_history),
                        history=history or [_record(10)], step=10, final=final, device=torch.device("cpu"),
-                       generator=G, discriminator=D, arch=arch, diverged=diverged)
+                       generator=G, discriminator=D, arch=arch, diverged=diverged, seed=seed)
 
 
 # ---- the digits classifier and torch-fidelity ------------------------------------------------------------
@@ -114,6 +114,9 @@ def test_scores_equal_torch_fidelity_own_call_and_real_side_is_cached(digits_ext
     assert ours["kid_mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-6)
     assert ours["kid_std"] == pytest.approx(theirs["kernel_inception_distance_std"], rel=1e-6)
     assert (ours["precision"], ours["recall"]) == (theirs["precision"], theirs["recall"])
+    # the final evaluation scores n_final (300) images; fid_n_eval scores the first n_eval (256) of them
+    first = quality(fake[:256], real, digits_extractor)["fid"]
+    assert ours["fid_n_eval"] == pytest.approx(first, rel=1e-6) and ours["fid_n_eval"] != ours["fid"]
     cached = sorted(p.name for p in (tmp_path / "fidelity").iterdir())
     assert any(name.startswith("ganbench-digits-test-16px-c1-seed0-n297r0-") and "stat-fid" in name for name in cached)
     again = evaluate(_context(replace(SMOKE, n_final=300, n_real=10_000), to_float(fake)), ["quality"])
@@ -239,6 +242,91 @@ def test_stability_definitions_on_a_known_history():
     assert gone["diverged"] == 1.0 and math.isnan(gone["fid_regression"]) and gone["fid_best"] == 40.0
 
 
+def test_plateau_on_constructed_curves():
+    falling = [1000.0 * 0.7 ** i for i in range(9)]                              # -30% per evaluation
+    change, converged = stability.plateau(falling)
+    assert change == pytest.approx(math.log(0.7)) and converged == 0.0
+    noise = [0.02, -0.03, 0.01, 0.03, -0.02, 0.0, -0.01, 0.02, -0.02]             # +-3% around 80: flat
+    change, converged = stability.plateau([80.0 * math.exp(e) for e in noise])
+    assert abs(change) < stability.PLATEAU_SLOPE and converged == 1.0
+    slow = [100.0 * 0.97 ** i for i in range(6)]                                  # -3% per evaluation: close enough
+    assert stability.plateau(slow) == (pytest.approx(math.log(0.97)), 1.0)
+    rising = [100.0, 60.0, 50.0, 70.0, 95.0, 130.0]                               # regressing: not a plateau
+    change, converged = stability.plateau(rising)
+    assert change > stability.PLATEAU_SLOPE and converged == 0.0
+    for short in ([], [50.0], [90.0, 80.0], [90.0, math.nan, 80.0], [90.0, 80.0, 79.0, math.nan]):
+        assert all(math.isnan(v) for v in stability.plateau(short)), short   # too few, or diverged at the end
+    # a NaN in the middle keeps its place: the tail of (0, 2, 4, 5) is its last two, one evaluation apart
+    assert stability.plateau([300.0, math.nan, 200.0, math.nan, 100.0, 90.0])[0] == pytest.approx(math.log(0.9))
+
+
+def test_fid_curve_takes_one_sample_size_and_stability_records_the_plateau():
+    rows = [_record(s, fid=f, fid_n_eval=f, quality_n_fake=1000) for s, f in [(1, 400.0), (2, 200.0), (3, 100.0)]]
+    final = _record(4, fid=90.0, fid_n_eval=99.0, quality_n_fake=2000)        # fid at n_final, lower by bias
+    assert stability.fid_curve(rows + [final]) == [400.0, 200.0, 100.0, 99.0]
+    out = stability.from_history(rows + [final], 0.0)
+    assert out["fid_tail_change"] == pytest.approx(math.log(0.99)) and out["converged"] == 1.0
+    old = [{k: v for k, v in r.items() if k != "fid_n_eval"} for r in rows + [final]]
+    assert stability.fid_curve(old) == [400.0, 200.0, 100.0]                  # written before fid_n_eval
+    assert stability.from_history(old, 0.0)["converged"] == 0.0               # still halving
+    assert math.isnan(stability.from_history(rows[:2], 0.0)["converged"])     # two evaluations: too few
+
+
+def test_failed_to_learn_reads_this_evaluations_precision():
+    def judged(**last):
+        return stability.from_history([_record(10, precision=0.9), _record(20, **last)], 0.0)["failed_to_learn"]
+
+    assert judged(precision=0.01) == 1.0 and judged(precision=0.0) == 1.0
+    assert judged(precision=stability.FAILED_PRECISION) == 0.0 and judged(precision=0.6) == 0.0
+    assert math.isnan(judged()) and math.isnan(judged(precision=math.nan))    # not measured; diverged
+
+
+def test_confident_classes_needs_counted_images_on_a_tenth_of_a_class_share():
+    pred = torch.cat([torch.zeros(20), torch.ones(20), torch.full((9,), 2), torch.full((951,), 3)]).long()
+    counted = torch.cat([torch.ones(20), torch.zeros(20), torch.ones(9), torch.zeros(951)]).bool()
+    # 1,000 images, 10 classes: 10 counted images needed. Class 0: 20; 1: none; 2: 9; 3: none
+    assert confident_classes(pred, counted, 10) == 1.0
+    everything = torch.ones(1000, dtype=torch.bool)
+    assert confident_classes(pred, everything, 10) == 3.0                     # class 2 is still too rare
+    assert confident_classes(pred, everything, 1000) == 4.0                   # 1,000 classes: one image suffices
+
+
+def test_the_manifold_test_is_torch_fidelitys_precision_image_by_image(digits_extractor):
+    clf = load_classifier("digits", 16, 1)
+    real, fake = _digits("test").images, _digits("train").images[:300]
+    noisy = to_uint8((to_float(fake) + 0.5 * torch.randn(fake.shape, generator=torch.Generator().manual_seed(0)))
+                     .clamp(-1, 1))
+    for images in (fake, noisy):
+        inside = on_manifold(classify(clf.net, images)[2], classify(clf.net, real)[2], PRC_NEIGHBORHOOD)
+        assert float(inside.float().mean()) == pytest.approx(quality(images, real, digits_extractor)["precision"],
+                                                             abs=1 / 300)
+
+
+def test_grey_blobs_fail_to_learn_and_cover_no_class():
+    grey = torch.zeros(256, 1, 16, 16)                                          # mid-grey, the same every time
+    out = evaluate(_context(SMOKE, grey), ["quality", "modes", "stability"])
+    assert out["precision"] < 0.01 and out["failed_to_learn"] == 1.0
+    assert out["modes"] == 1.0                        # the classifier calls every one of them an 8, sure of it
+    assert out["confident_classes"] == 0.0            # but none is near a real digit
+    assert out["diversity"] < 0.01 and out["mode_collapse"] == 1.0
+
+
+def test_probe_metric_seeds_the_untrained_d_with_the_runs_seed():
+    from ganbench.data import load_dataset as load
+    from ganbench.metrics.probe import ProbeSettings, probe_discriminator
+
+    proto = replace(SMOKE, probe_labels_per_class=10, probe_draws=2, probe_test=0)
+    images = to_float(_digits("train").images[:256])
+    by_seed = {seed: evaluate(_context(proto, images, seed=seed), ["probe"]) for seed in (None, 3)}
+    assert by_seed[None]["probe_random_seed"] == 0 and by_seed[3]["probe_random_seed"] == 3
+    ctx = _context(proto, images, seed=3)
+    direct = probe_discriminator(ctx.discriminator, ctx.arch.init, load("digits", "train", 16, 1),
+                                 load("digits", "test", 16, 1), ProbeSettings.from_protocol(proto), seed=3)
+    out = by_seed[3]
+    assert out["probe_random_acc"] == direct.scores["random"].accuracy
+    assert out["probe_gain"] == pytest.approx(out["probe_acc"] - out["probe_random_acc"])
+
+
 # ---- a constant generator, a perfect one, a diverged one -------------------------------------------------
 
 
@@ -252,11 +340,16 @@ def test_a_constant_generator_is_flagged_and_a_perfect_one_is_not(digits_extract
     assert flat["sample_drift"] == pytest.approx(0.0, abs=1e-6) and flat["sample_oscillation"] < 1e-6
     assert flat["d_wins"] == 1.0 and flat["diverged"] == 0.0
     assert flat["recall"] < 0.02
+    # one real image, 256 times: collapsed, yet on the data manifold (it is a reference image): learned
+    assert flat["diversity"] < 0.01 and flat["mode_collapse"] == 1.0
+    assert flat["precision"] > 0.5 and flat["failed_to_learn"] == 0.0 and flat["confident_classes"] <= 1.0
 
     real = to_float(_digits("train").images[:256])
     good = evaluate(_context(proto, real, fixed_history=[to_uint8(real[64:128])], history=[_record(10), _record(20)]),
                     ["quality", "modes", "stability"])
     assert good["modes"] == 10.0 and good["kl_modes"] < 0.05 and good["d_wins"] == 0.0
+    assert 0.9 < good["diversity"] < 1.1 and good["mode_collapse"] == 0.0        # real vs real: about 1
+    assert good["confident_classes"] == 10.0 and good["failed_to_learn"] == 0.0
     assert flat["fid"] > 20 * good["fid"], (flat["fid"], good["fid"])
     assert 0.5 < good["sample_drift"] < 2.0      # other real images: about one real-to-real distance away
     for key in ("g_params", "d_params", "g_flops", "d_flops", "sample_ips", "peak_mem_mb", "train_ips"):
@@ -269,7 +362,8 @@ def test_a_diverged_run_has_nan_sample_scores_and_says_diverged():
                    history=[_record(10, fid=50.0), _record(20, g_loss=math.nan, d_loss=math.nan)], diverged=True)
     out = evaluate(ctx, ["quality", "modes", "stability", "cost"])
     for key in ("fid", "kid_mean", "kid_std", "precision", "recall", "modes", "kl_modes", "sample_drift",
-                "fid_regression"):
+                "fid_regression", "fid_n_eval", "confident_classes", "diversity", "mode_collapse", "failed_to_learn",
+                "fid_tail_change", "converged"):
         assert math.isnan(out[key]), key
     assert out["diverged"] == 1.0 and out["fid_best"] == 50.0 and out["quality_n_fake"] == 256
     assert out["g_params"] > 0 and json.loads(json.dumps(out, allow_nan=True)).keys() == out.keys()

@@ -15,7 +15,8 @@ from ganbench.data import load_dataset
 from ganbench.errors import SpecError
 from ganbench.generate import frozen_generator, interpolate, latent, sample, walk
 from ganbench.metrics.probe import (C_GRID, POOL, ProbeSettings, conv_stages, d_features, draw_labelled, labelled_splits,
-                                    pixel_features, probe, probe_run, scored_test_indices, untrained_copy)
+                                    pixel_features, probe, probe_discriminator, probe_run, scored_test_indices,
+                                    untrained_copy)
 from ganbench.protocol import Protocol, resolve
 from ganbench.files import read_json
 from ganbench.record import RunRecord, RunSpec
@@ -85,6 +86,19 @@ def test_untrained_copy_has_the_architecture_and_fresh_seeded_weights():
     assert all(torch.equal(last[k], sa[k]) for k in sa)
 
 
+def test_untrained_baseline_is_drawn_from_the_seed_it_is_given():
+    _, D = build(ArchSpec(resolution=16, channels=1, d_width=8))
+    train, test = load_dataset("digits", "train", 16, 1), load_dataset("digits", "test", 16, 1)
+    settings = ProbeSettings(labels_per_class=10, draws=2, n_test=0)
+    one, again, two = (probe_discriminator(D, "dcgan", train, test, settings, seed=s) for s in (1, 1, 2))
+    assert one.scores["random"] == again.scores["random"]                       # same seed, same untrained D
+    assert one.scores["random"].accuracies != two.scores["random"].accuracies   # another seed, another draw
+    assert one.scores["trained"] == two.scores["trained"] and one.scores["pixels"] == two.scores["pixels"]
+    values = two.metric_values()
+    assert values["probe_random_seed"] == 2
+    assert values["probe_gain"] == values["probe_acc"] - values["probe_random_acc"]
+
+
 # ---- draws, settings, the classifier ------------------------------------------------------------------
 
 
@@ -147,8 +161,8 @@ def test_probe_registers_through_the_metric_hook(probe_catalog):
     spec = probe_catalog.metrics.get("probe")
     assert probe_catalog.metrics.origin("probe") == "ganbench.metrics.probe" and spec.when == "final"
     assert spec.outputs == {"probe_acc": True, "probe_acc_std": None, "probe_random_acc": None,
-                            "probe_pixels_acc": None}
-    assert spec.metadata == ("probe_labels_per_class", "probe_draws", "probe_n_test")
+                            "probe_pixels_acc": None, "probe_gain": True}
+    assert spec.metadata == ("probe_labels_per_class", "probe_draws", "probe_n_test", "probe_random_seed")
 
 
 # ---- a run's record ------------------------------------------------------------------------------------
@@ -169,8 +183,10 @@ def test_a_run_records_the_probe_metric_and_the_probe_command_adds_probe_json(di
     record = read_json(digits_run / "probe.json")
     assert record["variant"] == "dcgan" and record["seed"] == 0 and len(record["probes"]) == 1
     entry = record["probes"][0]
+    assert final["probe_gain"] == pytest.approx(final["probe_acc"] - final["probe_random_acc"])
+    assert final["probe_random_seed"] == 0                                   # the run's seed
     for key in ("probe_acc", "probe_acc_std", "probe_random_acc", "probe_pixels_acc", "probe_labels_per_class",
-                "probe_draws", "probe_n_test"):
+                "probe_draws", "probe_n_test", "probe_gain", "probe_random_seed"):
         assert entry[key] == pytest.approx(final[key], abs=1e-9), key   # same D, same draws, same untrained D
     assert entry["settings"]["labels_per_class"] == 100 and entry["settings"]["draws"] == 3
     assert entry["n_labelled"] == 1000 and entry["n_test"] == 297 and entry["step"] == 40

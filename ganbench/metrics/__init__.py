@@ -4,18 +4,22 @@ A ``MetricSpec`` names a metric, says for each value it produces whether higher 
 ("eval": at every evaluation, the end included; "final": only at the end of training) and how to compute it
 from an ``EvalContext``. The built-ins register through ``ganbench_metrics`` like any plugin's:
 
-- ``quality``: fid, kid_mean, kid_std, precision, recall (``ganbench.metrics.quality``), with
+- ``quality``: fid, kid_mean, kid_std, precision, recall, fid_n_eval (``ganbench.metrics.quality``), with
   ``quality_extractor``, ``quality_n_real``, ``quality_n_fake`` and ``quality_reference`` recorded beside them.
-- ``modes`` (labelled data): modes, kl_modes (``ganbench.metrics.modes``), with ``modes_total``, ``modes_n``,
-  ``modes_classifier`` and ``modes_classifier_accuracy``.
+- ``modes`` (labelled data): modes, kl_modes, confident_classes (``ganbench.metrics.modes``), with
+  ``modes_total``, ``modes_n``, ``modes_classifier`` and ``modes_classifier_accuracy``.
 - ``stability``: diverged, d_wins, sample_drift, sample_oscillation, loss_oscillation_g, loss_oscillation_d,
-  fid_best, fid_regression, fid_auc, steps_to_target (``ganbench.metrics.stability``).
+  fid_best, fid_regression, fid_auc, steps_to_target; whether the run converged (fid_tail_change,
+  converged); collapse apart from not learning (failed_to_learn, diversity, mode_collapse)
+  (``ganbench.metrics.stability``).
 - ``cost``: train_ips, sample_ips, peak_mem_mb, g_params, d_params, g_flops, d_flops (``ganbench.metrics.cost``).
 
 Scores are plain floats, NaN where they cannot be computed: every sample score (FID, KID, precision,
-recall, modes, KL, drift) of a diverged run or of a G whose output is not finite; fid_regression after
-divergence; a spread over one evaluation; steps_to_target never reached. The ``metadata`` keys of a spec are
-recorded beside its scores (strings and counts saying how they were made) and are never compared.
+recall, modes, KL, confident classes, drift, diversity, mode_collapse, failed_to_learn) of a diverged run or
+of a G whose output is not finite; fid_regression, fid_tail_change and converged after divergence;
+fid_tail_change and converged with fewer than three FIDs; a spread over one evaluation; steps_to_target
+never reached. The ``metadata`` keys of a spec are recorded beside its scores (strings and counts saying how
+they were made) and are never compared.
 
 ``evaluate`` runs metrics in the order named; each sees the values of those before it in the current record
 (``ctx.history[-1]``), so ``stability`` must come after ``quality`` to use this evaluation's FID (the
@@ -76,6 +80,7 @@ class EvalContext:
     arch: ArchSpec                          # the variant's resolved ArchSpec
     diverged: bool = False                  # True when training stopped on a non-finite loss
     data_root: str | None = None            # where data sets live (None: $GANBENCH_DATA or the default)
+    seed: int | None = None                 # the run's seed (None: not known, e.g. a context built by hand)
     _fakes: torch.Tensor | None = field(default=None, init=False, repr=False)
     _fakes_finite: bool = field(default=True, init=False, repr=False)
     _extractor: Extractor | None = field(default=None, init=False, repr=False)
@@ -121,7 +126,7 @@ def compute_quality(ctx: EvalContext) -> dict[str, Value]:
         return {**{k: math.nan for k in quality.SCORES}, **meta}
     cache = quality.real_cache_name(ctx.dataset.name, p.reference_split, p.resolution, p.channels, p.data_seed,
                                     len(real), ex)
-    return {**quality.quality(fake, real, ex, real_cache=cache, cuda=ctx.cuda), **meta}
+    return {**quality.quality(fake, real, ex, real_cache=cache, cuda=ctx.cuda, n_eval=p.n_eval), **meta}
 
 
 def compute_modes(ctx: EvalContext) -> dict[str, Value]:
@@ -137,29 +142,43 @@ def compute_modes(ctx: EvalContext) -> dict[str, Value]:
             "modes_classifier_accuracy": clf.accuracy}
     fake = ctx.fake_images()
     if fake is None:
-        return {"modes": math.nan, "kl_modes": math.nan, **meta}
-    return {**modes.coverage(modes.predict(clf.net, fake), ctx.reference.labels, ds.num_classes), **meta}
+        return {"modes": math.nan, "kl_modes": math.nan, "confident_classes": math.nan, **meta}
+    pred, confidence, feats = modes.classify(clf.net, fake)
+    real = modes.classify(clf.net, quality.reference_subset(ctx.reference.images, p.n_real))[2]
+    counted = (confidence > modes.CONFIDENT) & modes.on_manifold(feats, real, quality.PRC_NEIGHBORHOOD)
+    return {**modes.coverage(pred, ctx.reference.labels, ds.num_classes),
+            "confident_classes": modes.confident_classes(pred, counted, ds.num_classes), **meta}
 
 
-def sample_drift(ctx: EvalContext) -> float:
-    """``sample_drift`` of this evaluation (see ``ganbench.metrics.stability``)."""
-    if not ctx.fixed_history or ctx.diverged or not bool(torch.isfinite(ctx.fixed).all()):
-        return math.nan
+def sample_scores(ctx: EvalContext) -> tuple[float, float]:
+    """``sample_drift`` and ``diversity`` of this evaluation (see ``ganbench.metrics.stability``), from one
+    pass of the extractor over the images both compare."""
+    fake = ctx.fake_images()
+    drifts = bool(ctx.fixed_history) and not ctx.diverged and bool(torch.isfinite(ctx.fixed).all())
+    if fake is None and not drifts:
+        return math.nan, math.nan
     try:
         ex = ctx.extractor()
     except ExtractorMissing:
-        return math.nan
-    n = min(stability.N_DRIFT, len(ctx.fixed), len(ctx.fixed_history[-1]))
-    real_a, real_b = stability.real_pairs(ctx.reference.images)
-    images = torch.cat([to_uint8(ctx.fixed[:n]), ctx.fixed_history[-1][:n], real_a, real_b])
-    now, before, fa, fb = extract_features(images, ex, ctx.cuda).split([n, n, len(real_a), len(real_b)])
-    return stability.drift(now, before, fa, fb)
+        return math.nan, math.nan
+    parts: dict[str, torch.Tensor] = {}
+    if drifts:
+        n = min(stability.N_DRIFT, len(ctx.fixed), len(ctx.fixed_history[-1]))
+        parts["now"], parts["before"] = to_uint8(ctx.fixed[:n]), ctx.fixed_history[-1][:n]
+        parts["real_a"], parts["real_b"] = stability.real_pairs(ctx.reference.images)
+    if fake is not None:
+        parts["fake"], parts["real"] = fake[:stability.N_DIVERSITY], stability.diversity_subset(ctx.reference.images)
+    feats = extract_features(torch.cat(list(parts.values())), ex, ctx.cuda).split([len(v) for v in parts.values()])
+    f = dict(zip(parts, feats))
+    return (stability.drift(f["now"], f["before"], f["real_a"], f["real_b"]) if drifts else math.nan,
+            stability.diversity(f["fake"], f["real"]) if fake is not None else math.nan)
 
 
 def compute_stability(ctx: EvalContext) -> dict[str, Value]:
-    drift = sample_drift(ctx)
+    drift, diversity = sample_scores(ctx)
     history = ctx.history[:-1] + [{**ctx.history[-1], "sample_drift": drift}]
-    return {"sample_drift": drift, **stability.from_history(history, ctx.protocol.fid_target, ctx.diverged)}
+    return {"sample_drift": drift, "diversity": diversity, "mode_collapse": stability.mode_collapse(diversity),
+            **stability.from_history(history, ctx.protocol.fid_target, ctx.diverged)}
 
 
 def compute_cost(ctx: EvalContext) -> dict[str, Value]:
@@ -173,17 +192,20 @@ def compute_cost(ctx: EvalContext) -> dict[str, Value]:
 BUILTIN_METRICS = [
     MetricSpec("quality", "FID, KID and precision/recall by torch-fidelity, with the extractor, N real, N fake "
                "and reference split", compute_quality,
-               {"fid": False, "kid_mean": False, "kid_std": None, "precision": True, "recall": True},
+               {"fid": False, "kid_mean": False, "kid_std": None, "precision": True, "recall": True,
+                "fid_n_eval": False},
                metadata=("quality_extractor", "quality_n_real", "quality_n_fake", "quality_reference")),
     MetricSpec("modes", "classes (or stacked-MNIST digit triples) the domain classifier finds in the samples, "
-               "and KL to the data's class histogram (labelled data only)", compute_modes,
-               {"modes": True, "kl_modes": False},
+               "those it is sure of, and KL to the data's class histogram (labelled data only)", compute_modes,
+               {"modes": True, "kl_modes": False, "confident_classes": True},
                metadata=("modes_total", "modes_n", "modes_classifier", "modes_classifier_accuracy")),
     MetricSpec("stability", "divergence, D winning outright, sample drift and oscillation, loss oscillation, "
-               "FID regression from its best, convergence speed (FID area, steps to target)", compute_stability,
+               "FID regression from its best, convergence speed (FID area, steps to target), whether FID "
+               "plateaued, failure to learn and mode collapse told apart", compute_stability,
                {"diverged": False, "d_wins": False, "sample_drift": None, "sample_oscillation": False,
                 "loss_oscillation_g": False, "loss_oscillation_d": False, "fid_best": False,
-                "fid_regression": False, "fid_auc": False, "steps_to_target": False}),
+                "fid_regression": False, "fid_auc": False, "steps_to_target": False, "fid_tail_change": None,
+                "converged": None, "failed_to_learn": False, "diversity": None, "mode_collapse": False}),
     MetricSpec("cost", "training and sampling images per second, peak memory, parameters and FLOPs per image",
                compute_cost,
                {"train_ips": True, "sample_ips": True, "peak_mem_mb": False, "g_params": None, "d_params": None,

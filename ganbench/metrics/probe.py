@@ -16,9 +16,16 @@ D learned as well as on the samples G draws:
   times; accuracy on ``n_test`` images of the test split, the same for every draw. The draws and the test
   images depend on the probe's seed and the draw only, so every run and every variant is scored on the
   same images (paired comparisons);
-- baselines, by the same code on the same images: an untrained D of the same architecture (what training
-  added: a copy of the run's D with every layer reset and the ArchSpec's init applied from a fixed seed, so
-  the metric, which sees D but not the variant, and ``ganbench probe`` give the same number), and raw pixels.
+- baselines, by the same code on the same images: an untrained D of the same architecture, and raw
+  pixels. The untrained D is a copy of the run's D with every layer reset and the ArchSpec's init applied,
+  seeded by the run's seed (the context's ``seed``; ``RANDOM_D_SEED`` where a context does not know it), so
+  the metric, which sees D but not the variant, and ``ganbench probe`` give the same number, and each seed
+  of a variant gets its own untrained draw: averaged over seeds, as the trained figure is, the untrained
+  figure measures what the architecture gives before any training (in the published MNIST paper-rules
+  records, one fixed init of an untrained ``d-avgpool`` D scored 0.9445 and its trained Ds 0.942-0.9475:
+  the architecture, not training, earned the lead over ``dcgan``'s 0.93);
+- ``probe_gain``: trained minus untrained accuracy (the same draws and test images, so the difference is
+  paired), what training added to the representation. ``probe_random_seed`` records the untrained D's seed.
 
 Unlike the paper (D trained on ImageNet-1k, SVM on CIFAR-10's labels), D here is trained on the data set
 it is probed on; the numbers compare variants under one protocol, not with the paper's 82.8%.
@@ -35,7 +42,7 @@ import json
 import math
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -56,8 +63,8 @@ HOLDOUT = 5                     # 1/HOLDOUT of each class's labelled images choo
 POOL = 4                        # each stage's activations are max-pooled to POOL x POOL
 MAX_ITER = 2000                 # liblinear iterations per fit; fits that stop short are counted, not hidden
 DUAL_MAX_IMAGES = 20000         # up to this many labelled images, liblinear's dual solver (see _svm)
-RANDOM_D_SEED = 0               # the untrained D's weights
-CACHE_VERSION = 1               # bump when the probe's procedure changes: cached baseline scores are then ignored
+RANDOM_D_SEED = 0               # the untrained D's seed where the run's seed is not known
+CACHE_VERSION = 2               # bump when the probe's procedure changes: cached baseline scores are then ignored
 FEATURE_SETS = ("trained", "random", "pixels")
 
 
@@ -112,14 +119,17 @@ class ProbeResult:
     n_test: int                     # test images scored
     classes: int
     scores: Mapping[str, ProbeScore] = field(default_factory=dict)   # feature set -> score
+    random_seed: int = RANDOM_D_SEED                                  # the untrained D's init seed
 
     def metric_values(self) -> dict[str, float | int]:
-        """The ``probe`` metric's scores, and the label budget, draws and test images they were made with."""
+        """The ``probe`` metric's scores, and the label budget, draws, test images and untrained D's seed they
+        were made with."""
         s = self.scores
         return {"probe_acc": s["trained"].accuracy, "probe_acc_std": s["trained"].std,
                 "probe_random_acc": s["random"].accuracy, "probe_pixels_acc": s["pixels"].accuracy,
+                "probe_gain": s["trained"].accuracy - s["random"].accuracy,
                 "probe_labels_per_class": self.settings.labels_per_class, "probe_draws": self.settings.draws,
-                "probe_n_test": self.n_test}
+                "probe_n_test": self.n_test, "probe_random_seed": self.random_seed}
 
     def to_dict(self) -> dict:
         return {**self.metric_values(), "settings": asdict(self.settings), "n_labelled": self.n_labelled,
@@ -169,7 +179,7 @@ def pixel_features(images: torch.Tensor) -> np.ndarray:
 
 def untrained_copy(D: nn.Module, init: str, seed: int = RANDOM_D_SEED) -> nn.Module:
     """D's architecture with fresh weights: every layer reset to PyTorch's own init (BN statistics too), then
-    the ArchSpec's ``init`` scheme, from a fixed seed; the global random state is left as it was. The weights
+    the ArchSpec's ``init`` scheme, from ``seed``; the global random state is left as it was. The weights
     are drawn on the CPU in the default memory format, so a D trained on a GPU or channels-last gets the
     same untrained twin as the same D loaded from its checkpoint."""
     params = list(D.parameters())
@@ -258,8 +268,9 @@ def probe(extractors: Mapping[str, Callable[[torch.Tensor], np.ndarray]], train:
 
     An extractor with a ``fingerprints`` entry (a string that changes whenever its features would) has its
     score cached under ``$GANBENCH_CACHE/probe``, keyed by that fingerprint, the images and labels used and
-    the settings: the baselines (pixels; an untrained D, the same for every seed of a variant) are then
-    fitted once per study instead of once per run, and give the very same numbers."""
+    the settings: the baselines (pixels, the same for every run; an untrained D, the same for a variant's
+    run with a given seed and for ``ganbench probe`` on it later) are then fitted once, not once per call,
+    and give the very same numbers."""
     if train.labels is None or test.labels is None:
         raise ProbeError("the probe needs labels on the training and test splits; this data set has none")
     train_y, test_y = train.labels.numpy(), test.labels.numpy()
@@ -330,13 +341,16 @@ def _score(name: str, extract: Callable[[torch.Tensor], np.ndarray], train_used:
 
 
 def probe_discriminator(D: nn.Module, init: str, train: ImageSet, test: ImageSet, settings: ProbeSettings,
-                        device: torch.device | str = "cpu") -> ProbeResult:
-    """The probe on a trained D, on the same D untrained (``init`` is its ArchSpec's scheme), and on pixels."""
-    random_d = untrained_copy(D, init)
-    return probe({"trained": lambda x: d_features(D, x, device),
-                  "random": lambda x: d_features(random_d, x, device),
-                  "pixels": pixel_features}, train, test, settings,
-                 fingerprints={"random": f"{torch.device(device).type} {module_fingerprint(random_d)}", "pixels": "pixels"})
+                        device: torch.device | str = "cpu", seed: int = RANDOM_D_SEED) -> ProbeResult:
+    """The probe on a trained D, on the same D untrained (``init`` is its ArchSpec's scheme, ``seed`` its
+    init's seed: the run's), and on pixels."""
+    random_d = untrained_copy(D, init, seed)
+    result = probe({"trained": lambda x: d_features(D, x, device),
+                    "random": lambda x: d_features(random_d, x, device),
+                    "pixels": pixel_features}, train, test, settings,
+                   fingerprints={"random": f"{torch.device(device).type} {module_fingerprint(random_d)}",
+                                 "pixels": "pixels"})
+    return replace(result, random_seed=seed)
 
 
 def labelled_splits(p: Protocol, root: str | Path | None = None) -> tuple[ImageSet, ImageSet]:
@@ -353,8 +367,9 @@ def compute_probe(ctx) -> dict[str, float | int]:
     train, test = labelled_splits(ctx.protocol, ctx.data_root)
     if train.labels is None or test.labels is None:
         return {}
+    seed = RANDOM_D_SEED if ctx.seed is None else ctx.seed
     result = probe_discriminator(ctx.discriminator, ctx.arch.init, train, test,
-                                 ProbeSettings.from_protocol(ctx.protocol), ctx.device)
+                                 ProbeSettings.from_protocol(ctx.protocol), ctx.device, seed)
     return result.metric_values()
 
 
@@ -363,9 +378,10 @@ def _metric_spec():
 
     return MetricSpec(
         "probe", "the paper's Table 1: linear L2-SVM on D's conv features max-pooled to 4x4; baselines: "
-        "untrained D, raw pixels", compute_probe,
-        {"probe_acc": True, "probe_acc_std": None, "probe_random_acc": None, "probe_pixels_acc": None},
-        when="final", metadata=("probe_labels_per_class", "probe_draws", "probe_n_test"))
+        "untrained D (seeded by the run's seed), raw pixels; trained minus untrained", compute_probe,
+        {"probe_acc": True, "probe_acc_std": None, "probe_random_acc": None, "probe_pixels_acc": None,
+         "probe_gain": True},
+        when="final", metadata=("probe_labels_per_class", "probe_draws", "probe_n_test", "probe_random_seed"))
 
 
 @hookimpl
@@ -391,7 +407,9 @@ def probe_run(run_dir: str | Path, labels_per_class: int | None = None, draws: i
     train, test = labelled_splits(run.protocol, data_root)
     if train.labels is None or test.labels is None:
         raise ProbeError(f"{run.protocol.dataset}: no labels; the probe needs a labelled data set")
-    result = probe_discriminator(run.D, run.arch.init, train, test, settings, dev)
+    seed = run.spec.get("seed")
+    result = probe_discriminator(run.D, run.arch.init, train, test, settings, dev,
+                                 RANDOM_D_SEED if seed is None else int(seed))
     entry = {**result.to_dict(), "step": run.step, "device": str(dev), "seconds": time.perf_counter() - t0,
              "dataset": run.protocol.dataset, "resolution": run.protocol.resolution}
     path = record.add_probe(entry)

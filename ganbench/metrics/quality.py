@@ -6,6 +6,11 @@
   standard deviation over those subsets (torch-fidelity's fixed ``rng_seed``, so repeatable).
 - ``precision``, ``recall``: improved precision/recall (Kynkäänniemi et al. 2019) with k = ``PRC_NEIGHBORHOOD``:
   the share of generated images inside the real manifold, and of real images inside the generated one.
+- ``fid_n_eval``: the FID of the first ``n_eval`` generated images (all of them where there are fewer):
+  ``fid`` itself at every evaluation but the last, which scores ``n_final`` images. FID's bias falls as the
+  number of images grows (on MNIST, 2,000 real images score a real-data FID 14% below 1,000), so only this
+  curve, measured at one sample size, tells whether FID still falls at the end (``stability``'s
+  ``converged``). One more torch-fidelity call at the end, FID alone, on the cached real statistics.
 
 The features are the protocol's extractor's (``ganbench.metrics.features``); generated images are input1,
 real images input2, as torch-fidelity expects. The real side's features and FID statistics are cached by
@@ -31,7 +36,7 @@ PRC_NEIGHBORHOOD = 3
 PRC_BATCH = 2048          # rows of each pairwise-distance block (2048 x 25,600 floats: 200 MB at most)
 REFERENCE_SEED = 0        # which n_real images of the reference split are used, when it has more
 
-SCORES = ("fid", "kid_mean", "kid_std", "precision", "recall")
+SCORES = ("fid", "kid_mean", "kid_std", "precision", "recall", "fid_n_eval")
 
 
 def reference_subset(images: torch.Tensor, n: int) -> torch.Tensor:
@@ -67,18 +72,31 @@ def fidelity_kwargs(extractor: Extractor, n_real: int, n_fake: int, cuda: bool) 
     )
 
 
-def quality(fake: torch.Tensor, real: torch.Tensor, extractor: Extractor, *, real_cache: str | None = None,
-            cuda: bool = False) -> dict[str, float]:
-    """FID, KID mean and std, precision and recall of ``fake`` against ``real`` (both uint8 NCHW)."""
-    out = torch_fidelity.calculate_metrics(
+def _calculate(fake: torch.Tensor, real: torch.Tensor, extractor: Extractor, real_cache: str | None, cuda: bool,
+               **only) -> dict:
+    return torch_fidelity.calculate_metrics(
         input1=ImageTensor(fake, extractor.rgb), input2=ImageTensor(real, extractor.rgb),
         cache=real_cache is not None, cache_root=str(cache_dir("fidelity")), input2_cache_name=real_cache,
-        **fidelity_kwargs(extractor, len(real), len(fake), cuda),
+        **{**fidelity_kwargs(extractor, len(real), len(fake), cuda), **only},
     )
+
+
+def quality(fake: torch.Tensor, real: torch.Tensor, extractor: Extractor, *, real_cache: str | None = None,
+            cuda: bool = False, n_eval: int | None = None) -> dict[str, float]:
+    """FID, KID mean and std, precision and recall of ``fake`` against ``real`` (both uint8 NCHW), and the FID
+    of the first ``n_eval`` of ``fake`` (``fid_n_eval``; None: all of them)."""
+    out = _calculate(fake, real, extractor, real_cache, cuda)
+    fid = float(out["frechet_inception_distance"])
+    if n_eval is not None and n_eval < len(fake):
+        fid_n_eval = float(_calculate(fake[:n_eval], real, extractor, real_cache, cuda, kid=False,
+                                      prc=False)["frechet_inception_distance"])
+    else:
+        fid_n_eval = fid
     return {
-        "fid": float(out["frechet_inception_distance"]),
+        "fid": fid,
         "kid_mean": float(out["kernel_inception_distance_mean"]),
         "kid_std": float(out["kernel_inception_distance_std"]),
         "precision": float(out["precision"]),
         "recall": float(out["recall"]),
+        "fid_n_eval": fid_n_eval,
     }

@@ -26,6 +26,54 @@ sigmoid D(G(z))). E is the number of evaluations so far, the current one include
   training, lower when G gets good sooner (with one such evaluation, its FID).
 - ``steps_to_target``: the first evaluated step whose FID is below the protocol's ``fid_target``; NaN if
   none is yet, or the target is 0 (none).
+
+**Converged or labelled.** A claim about training is judged where the runs have plateaued, so each run says
+whether its FID curve has:
+
+- ``fid_tail_change``: the least-squares slope of log FID against the evaluation's index over the tail (as
+  above: the last third of the evaluations, at least two), in log units per evaluation: -0.05 means FID
+  still falls about 5% from one evaluation to the next; positive when it rises. Signed, and with no
+  direction: falling fast is not worse, only unfinished. The curve is ``fid_curve``: each evaluation's
+  ``fid_n_eval`` (FID of ``n_eval`` images even at the end, where ``fid`` uses ``n_final``: FID's bias
+  shrinks with the number of images, and on MNIST 2,000 images instead of 1,000 alone lower a real-data
+  FID by 14%, a false "still improving" at the last evaluation). Evaluations without a finite FID are left
+  out, keeping their place on the index; NaN when fewer than ``PLATEAU_MIN`` = 3 finite FIDs remain or the
+  last evaluation's FID is not finite (a diverged run: ``diverged`` says so).
+- ``converged``: 1 when ``|fid_tail_change| < PLATEAU_SLOPE`` (0.05 per evaluation), else 0; NaN where
+  the change is. ``plateau(fids)`` applies the same rule to any curve (records written before these values
+  existed: ``plateau(fid_curve(rows))``).
+  Why 0.05: on a flat curve the slope is noise. FID's sampling noise alone, measured through the MNIST
+  domain classifier with 1,000 images, is a standard deviation of log FID of 0.08 at the real-data floor
+  (FID ~18), 0.02 at FID ~450 and 0.01 at FID ~1,450 (with 2,560 images 0.055 at the floor; with
+  5,000, 0.006 at FID ~450); with a two-evaluation tail the slope's is sqrt(2) times that. G's own drift
+  between checkpoints adds to it. At 0.05 a flat curve well above the floor passes nearly always, while a
+  curve still falling 5% per evaluation does not (the published 1,000-step runs fell 25-35% over their
+  last evaluation). Near the floor, with a short tail, noise alone can exceed 0.05: a flat run is then
+  sometimes labelled unconverged, which is the safe error (labelled, never silently compared); more
+  evaluations, or more images per evaluation, shrink the noise.
+
+**Collapse, apart from not learning.** Three separate things, each its own value:
+
+- ``failed_to_learn``: 1 when the samples are not on the data manifold at all: this evaluation's
+  ``precision`` (``quality``'s: the share of generated images inside the k-NN balls of the real features)
+  is below ``FAILED_PRECISION`` (0.05), else 0; NaN when precision was not measured (``quality`` did not
+  run before ``stability``) or is NaN (a diverged run). Why 0.05: in the published 1,000-step MNIST
+  records, runs that learned score 0.5-0.8 at the end, runs whose samples are grey blobs 0.00-0.01, and
+  runs just starting to learn pass through 0.07-0.3 on the way; 0.05 sits in the gap below those.
+- ``diversity`` and ``mode_collapse``: ``diversity`` is the mean pairwise feature distance among the first
+  ``N_DIVERSITY`` (500) generated images, divided by the same among up to 500 images of the reference
+  split (a fixed draw, ``DIVERSITY_SEED``); features are the protocol's extractor's (the ones FID uses).
+  About 1 for samples as varied as the data; no direction (above 1 is not better: spread beyond
+  the data's is no virtue). ``mode_collapse`` is 1 when ``diversity < COLLAPSE_DIVERSITY`` (0.6), else 0.
+  Why 0.6, measured through the domain classifiers (digits at 16 px / MNIST at 32 px, against 500 test
+  images): real training images 1.02 / 1.03; two classes only 0.80 / 0.72; one class only 0.32 / 0.52;
+  near-identical images 0.00-0.10. So 0.6 means "as alike as one class of the data, or more". What it
+  cannot see: a G that draws a few images per class scores like the data (one image per class: 0.96 /
+  0.90), since a classifier's features spread classes far apart and the images within one class close
+  together (recall and KID see that better); and noise images can score low too (uniform noise 0.59 /
+  0.31), so read ``mode_collapse`` for runs with ``failed_to_learn`` 0. NaN (both) for a diverged run or
+  a G whose output is not finite.
+- ``d_wins`` (above) is the third: D rejecting every fake says nothing about the samples themselves.
 """
 
 from __future__ import annotations
@@ -40,6 +88,12 @@ D_WINS_LOSS = 0.1
 D_WINS_FAKE = 0.05
 N_DRIFT = 64               # fixed-z images compared, and real images in each of the two batches of the scale
 DRIFT_SEED = 0             # which real images make the two batches
+PLATEAU_SLOPE = 0.05       # |slope of log FID per evaluation| over the tail below which a run has converged
+PLATEAU_MIN = 3            # finite FIDs needed to judge a plateau
+FAILED_PRECISION = 0.05    # precision below which G's samples are off the data manifold: it failed to learn
+N_DIVERSITY = 500          # generated images, and at most this many real ones, whose pairwise distances count
+DIVERSITY_SEED = 0         # which real images of the reference split
+COLLAPSE_DIVERSITY = 0.6   # diversity below which the samples have collapsed
 
 
 def tail(rows: list) -> list:
@@ -71,13 +125,69 @@ def drift(now: torch.Tensor, before: torch.Tensor, real_a: torch.Tensor, real_b:
     return float(moved / scale)
 
 
+def fid_curve(history: list[dict]) -> list[float]:
+    """The FID of each evaluation at one sample size, oldest first: ``fid_n_eval`` (NaN where it is not
+    finite). In a record written before ``fid_n_eval`` existed: ``fid``, leaving out the evaluations that
+    scored another number of images than the first one did (the final one's larger sample would fake an
+    improvement)."""
+    first_n = next((r["quality_n_fake"] for r in history if "quality_n_fake" in r), None)
+    out = []
+    for r in history:
+        if "fid_n_eval" in r:
+            out.append(float(r["fid_n_eval"]))
+        elif r.get("quality_n_fake", first_n) == first_n:
+            out.append(float(r["fid"]) if _finite(r.get("fid")) else math.nan)
+    return out
+
+
+def plateau(fids: list[float]) -> tuple[float, float]:
+    """(``fid_tail_change``, ``converged``) of an FID curve, one value per evaluation, oldest first (see the
+    module's docstring): the least-squares slope of log FID per evaluation over the tail of the
+    evaluations with a finite FID, and whether its size is below ``PLATEAU_SLOPE``."""
+    finite = [(i, math.log(f)) for i, f in enumerate(fids) if _finite(f) and f > 0]
+    if len(finite) < PLATEAU_MIN or finite[-1][0] != len(fids) - 1:
+        return math.nan, math.nan
+    x, y = np.array(tail(finite), dtype=float).T
+    slope = float(np.polyfit(x, y, 1)[0])
+    return slope, float(abs(slope) < PLATEAU_SLOPE)
+
+
+def failed_to_learn(precision) -> float:
+    """1.0 when ``precision`` is below ``FAILED_PRECISION``, 0.0 when not, NaN when it is missing or NaN."""
+    return float(precision < FAILED_PRECISION) if _finite(precision) else math.nan
+
+
+def diversity_subset(real: torch.Tensor, n: int = N_DIVERSITY) -> torch.Tensor:
+    """Up to ``n`` images of the reference split, the same draw every time."""
+    idx = torch.randperm(len(real), generator=torch.Generator().manual_seed(DIVERSITY_SEED))[:n]
+    return real[idx.sort().values]
+
+
+def mean_pairwise_distance(features: torch.Tensor) -> float:
+    """The mean Euclidean distance over all pairs of distinct rows of (N, D) features."""
+    return float(torch.pdist(features.double()).mean())
+
+
+def diversity(fake: torch.Tensor, real: torch.Tensor) -> float:
+    """Mean pairwise feature distance among generated images over that among real ones."""
+    return mean_pairwise_distance(fake) / mean_pairwise_distance(real)
+
+
+def mode_collapse(div: float) -> float:
+    """1.0 when ``diversity`` is below ``COLLAPSE_DIVERSITY``, 0.0 when not, NaN when it is NaN."""
+    return float(div < COLLAPSE_DIVERSITY) if _finite(div) else math.nan
+
+
 def from_history(history: list[dict], fid_target: float, diverged: bool = False) -> dict[str, float]:
-    """Every value above but ``sample_drift``, from the records (the current evaluation is the last one, with
-    its ``fid`` and ``sample_drift`` already in it where they were computed)."""
+    """Every value above but ``sample_drift``, ``diversity`` and ``mode_collapse``, from the records (the
+    current evaluation is the last one, with its ``fid``, ``fid_n_eval``, ``precision`` and ``sample_drift``
+    already in it where they were computed)."""
     out: dict[str, float] = {
         "diverged": float(diverged or any(r.get("diverged", 0.0) == 1.0 for r in history)),
         "d_wins": d_wins(history),
+        "failed_to_learn": failed_to_learn(history[-1].get("precision") if history else None),
     }
+    out["fid_tail_change"], out["converged"] = plateau(fid_curve(history))
     rows = tail(history)
     for net in ("g", "d"):
         losses = [r[f"{net}_loss"] for r in rows]
