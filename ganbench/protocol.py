@@ -27,7 +27,7 @@ class ProtocolError(GanbenchError):
 
 
 EXTRACTORS = ("auto", "domain", "inception-v3-compat")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -58,7 +58,7 @@ class Protocol:
     probe_test: int = 2000          # probe metric: test images scored (0: the whole test split)
     seeds: int = 3                  # default number of seeds per variant
     data_seed: int = 0              # seed of data sets built at random (stacked-mnist)
-    precision: str = "fp32"         # "fp32", or "bf16": autocast of G's and D's training forward passes (evaluation stays fp32)
+    precision: str = "fp32"         # "fp32", or "bf16": autocast of G's and D's training forward passes (evaluation stays fp32); "auto": bf16 where the device has it natively
     device: str = "auto"            # "auto" (cuda if available), "cpu" or "cuda"
     threads: int = 0                # torch CPU threads (0: torch's default)
     channels_last: bool = True      # channels-last memory format for G, D and batches (faster convolutions)

@@ -1,0 +1,120 @@
+"""On a CUDA device: a training step that never makes the host wait for the GPU, seeds trained together
+equal to seeds trained alone, and bf16 chosen by ``precision = "auto"``. Skipped without CUDA (run them with
+``pytest -q tests/test_cuda.py`` on a GPU machine; ``benchmarks/gpu_check.sh`` does).
+
+A step is sync-free when nothing in it waits for the device: no ``.item()``, no ``.tolist()``, no copy to
+the host, no blocking copy from pageable host memory. ``torch.cuda.set_sync_debug_mode("error")`` turns each
+such wait into an error that names the line.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import replace
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+STEPS = 10
+
+
+def smoke(**changes):
+    from ganbench.protocol import resolve
+
+    sets = [f"steps={STEPS}", 'device="cuda"'] + [f"{k}={v}" for k, v in changes.items()]
+    return resolve("smoke", sets)
+
+
+@contextmanager
+def no_syncs():
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@contextmanager
+def exact_cuda():
+    """No TF32 and deterministic cuDNN: the trainer then gives the same numbers run after run, so a
+    difference is the batched computation's, not the GPU's."""
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.deterministic,
+             torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.deterministic,
+         torch.backends.cudnn.benchmark) = saved
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_trainer_step_is_sync_free(precision):
+    from ganbench.results import RunSpec
+    from ganbench.train import STEP_STATS, Trainer
+
+    trainer = Trainer(RunSpec(smoke(precision=f'"{precision}"'), "dcgan", 0))
+    trainer.setup()
+    acc = torch.zeros(len(STEP_STATS), device=trainer.device)
+    trainer.train_step(0, acc)   # first-call work (allocations, kernel loading) outside the check
+    with no_syncs():
+        for step in range(1, 4):
+            trainer.train_step(step, acc)
+    assert torch.isfinite(acc).all()
+
+
+def test_seed_stack_step_is_sync_free():
+    from ganbench.batched import SeedStack
+
+    stack = SeedStack(smoke(), "dcgan", [0, 1, 2])
+    stack.setup()
+    assert stack.problem is None
+    stack.train_step(0)
+    with no_syncs():
+        for step in range(1, 4):
+            stats = stack.train_step(step)
+    assert stats.shape == (3, 6) and torch.isfinite(stats).all()
+
+
+@pytest.mark.parametrize("variant", ["dcgan", "d-maxout"])
+def test_seeds_together_equal_seeds_alone_on_cuda(variant):
+    """As tests/test_batched.py on the CPU: per-step statistics and final weights and BN statistics; where
+    the tolerance fails, within twice the trainer's own difference between its two memory layouts."""
+    from ganbench.batched import train_alone, train_seeds_together
+
+    with exact_cuda():
+        p = smoke(channels_last="false")
+        together = train_seeds_together(p, variant, [0, 1], STEPS)
+        for seed in (0, 1):
+            alone = train_alone(p, variant, seed, STEPS)
+            other = train_alone(replace(p, channels_last=True), variant, seed, STEPS)
+            slack = 2 * (other.stats - alone.stats).abs()
+            assert ((together[seed].stats - alone.stats).abs() <= 1e-6 + 1e-5 * alone.stats.abs() + slack).all()
+            for net in ("G", "D"):
+                for key, ref in getattr(alone, net).items():
+                    got = getattr(together[seed], net)[key]
+                    if not ref.dtype.is_floating_point:
+                        assert torch.equal(got, ref), key
+                        continue
+                    own = 2 * (getattr(other, net)[key] - ref).abs().max()
+                    torch.testing.assert_close(got, ref, rtol=1e-5, atol=3e-6 + own, msg=f"{net}.{key}")
+
+
+def test_auto_precision_is_bf16_where_the_gpu_has_it():
+    from ganbench.device import native_bf16, resolve_precision
+
+    hardware = torch.cuda.get_device_capability() >= (8, 0)
+    assert native_bf16("cuda") is hardware
+    assert resolve_precision("auto", "cuda") == ("bf16" if hardware else "fp32", None)
+    assert resolve_precision("bf16", "cuda")[1] is None if hardware else "emulates" in resolve_precision("bf16", "cuda")[1]
+
+
+def test_workers_are_placed_on_the_visible_gpus():
+    from ganbench.device import device_for_worker
+
+    n = torch.cuda.device_count()
+    assert [device_for_worker(i, requested="cuda") for i in range(n + 1)][-1] == "cuda:0"
