@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 import sys
 import time
 from dataclasses import replace
@@ -54,7 +56,30 @@ def _fmt(v) -> str:
     return str(v)
 
 
-@click.group()
+# Exit codes (README, "Exit codes"): 0 every run is a result; 1 a bug (with its traceback); 2 a user's
+# mistake, one line; 3 some runs were left to another process that holds them, or failed while training.
+EXIT_USAGE, EXIT_INCOMPLETE = 2, 3
+
+
+class OneLineGroup(click.Group):
+    """click's own usage errors (a bad option value, an unknown command) as one line and exit code 2, like
+    every other mistake; ``--help`` is untouched."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            command = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            click.echo(f"error: {command}{exc.format_message()}", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=OneLineGroup)
 @click.version_option(package_name="ganbench")
 def main():
     """ganbench: train the DCGAN paper's network and its rule-breaking variants under one protocol,
@@ -77,6 +102,11 @@ def format_option(*choices: str, default: str | None = "table", help: str | None
 def data_root_option():
     return click.option("--data-root", type=click.Path(file_okay=False),
                         help="where data sets live (default: $GANBENCH_DATA, else ~/.cache/ganbench/data)")
+
+
+def alpha_option():
+    return click.option("--alpha", default=0.05, show_default=True,
+                        type=click.FloatRange(0, 1, min_open=True, max_open=True), help="two-sided significance level")
 
 
 def protocol_options(fn):
@@ -144,6 +174,53 @@ def show(variant: str, resolution: str, width: int, channels: str, fmt: str):
 # ---- run --------------------------------------------------------------------------------------------
 
 
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:   # not on Linux
+        return os.cpu_count() or 1
+
+
+USABLE_CORES = _usable_cores()
+
+
+class LineObserver:
+    """Progress for a log (stderr is not a terminal): one line per finished run (variant, seed, status,
+    final FID, seconds) and, from runs that report their steps, a line per evaluation at most every
+    ``EVERY_S`` seconds."""
+
+    EVERY_S = 30.0
+
+    def __init__(self, n_runs: int):
+        self.n_runs, self.finished, self.last = n_runs, 0, -math.inf
+
+    def started(self, spec) -> None:
+        pass
+
+    def step(self, spec, step: int, row: dict) -> None:
+        now = time.monotonic()
+        if row and now - self.last >= self.EVERY_S:
+            self.last = now
+            stats = " ".join(f"{k}={row[k]:.4g}" for k in ("g_loss", "d_loss", "fid") if k in row)
+            click.echo(f"  {spec.protocol.name} {spec.variant} seed {spec.seed}: step {step}/{spec.protocol.steps} {stats}",
+                       err=True)
+
+    def done(self, result) -> None:
+        from ganbench.record import RunRecord
+
+        self.finished += 1
+        fid = ""
+        if result.status in ("complete", "diverged", "skipped"):
+            try:
+                value = RunRecord(result.spec.run_dir).read().final.get("fid")
+                fid = f" fid={value:.4g}" if isinstance(value, (int, float)) else ""
+            except Exception:   # a progress line is not worth failing for
+                pass
+        click.echo(f"[{self.finished}/{self.n_runs}] {result.spec.protocol.name} {result.spec.variant} seed "
+                   f"{result.spec.seed}: {result.status}{fid} ({result.wall_s:.0f} s)"
+                   + (f" {result.error}" if result.error else ""), err=True)
+
+
 class RichObserver:
     """One progress bar over the suite (runs done, running, failed) and one over the steps of the run that
     last reported a step (executors whose runs report no steps, a pool or Ray, show the suite bar only)."""
@@ -184,11 +261,13 @@ class RichObserver:
 @click.option("--suite", "suite_file", type=click.Path(dir_okay=False), help="a suite TOML file (variants, seeds, protocol)")
 @protocol_options
 @click.option("--seeds", type=click.IntRange(min=1), help="run seeds 0..N-1 (default: the protocol's)")
-@click.option("--seed", "seed_list", multiple=True, type=int, help="run this seed (repeatable)")
+@click.option("--seed", "seed_list", multiple=True, type=click.IntRange(min=0), help="run this seed (repeatable)")
 @click.option("--results", default="results", show_default=True, type=click.Path(file_okay=False))
 @device_option()
 @data_root_option()
-@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="runs at a time in worker processes")
+@click.option("--jobs", default=USABLE_CORES, show_default="the usable cores", envvar="GANBENCH_JOBS",
+              type=click.IntRange(min=1), help="runs at a time, each in a worker process with cores/jobs torch threads "
+                                               "(1: one after another in this process; env GANBENCH_JOBS)")
 @click.option("--executor", default="local", show_default=True,
               help="local (in-process, or a process pool with --jobs), or ray (one Ray task per run: pip install 'ganbench[ray]')")
 @click.option("--address", help="with --executor ray: the Ray cluster's head, HOST:6379 or auto (default: $RAY_ADDRESS, "
@@ -200,7 +279,7 @@ def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, de
         address, shared_results):
     """Train variants over seeds under one protocol; complete runs are skipped, interrupted ones resume."""
     from ganbench.executors import make_executor
-    from ganbench.suite import load_suite, make_suite
+    from ganbench.suite import check_plan, load_suite, make_suite
 
     overrides = list(overrides) + ([f'device="{device}"'] if device else [])
     if suite_file:
@@ -215,16 +294,27 @@ def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, de
     elif seeds:
         suite = replace(suite, seeds=tuple(range(seeds)))
     specs = suite.plan(Path(results), data_root)
-    ex = make_executor(executor, jobs, address=address, shared_results=shared_results)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[stats]}"))
+    check_plan(specs)      # everything the runs need, before anything is written
+    ex = make_executor(executor, min(jobs, len(specs)), address=address, shared_results=shared_results)
     t0 = time.perf_counter()
-    with Progress(*columns, console=err_console, transient=False) as progress:
-        outcomes = ex.run(specs, RichObserver(progress, len(specs)))
+    if err_console.is_terminal:
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("{task.fields[stats]}"))
+        with Progress(*columns, console=err_console, transient=False) as progress:
+            outcomes = ex.run(specs, RichObserver(progress, len(specs)))
+    else:                  # a log: plain lines
+        outcomes = ex.run(specs, LineObserver(len(specs)))
     rows = [{"protocol": o.spec.protocol.name, "variant": o.spec.variant, "seed": o.spec.seed, "status": o.status, "seconds": round(o.wall_s, 1),
              "error": o.error} for o in outcomes]
     _print_table(f"{suite.name}: {len(specs)} runs in {time.perf_counter() - t0:.0f} s -> {results}",
                  rows, (["protocol"] if len(suite.protocols) > 1 else []) + ["variant", "seed", "status", "seconds", "error"])
+    left = [o for o in outcomes if o.status in ("locked", "failed")]
+    if left:
+        click.echo(f"error: {len(left)} of {len(outcomes)} runs are not results: "
+                   + ", ".join(f"{o.spec.variant} seed {o.spec.seed} {o.status}" for o in left[:5])
+                   + (" ..." if len(left) > 5 else "") + "; run the suite again once they are free, or see their errors",
+                   err=True)
+        sys.exit(EXIT_INCOMPLETE)
 
 
 @main.command()
@@ -327,10 +417,11 @@ def interpolate_cmd(run_dir, pairs, steps, slerp, seed, out, device):
                help="table (the terminal; the default), md, csv (the per-variant aggregates), html (one self-contained "
                     "page with plots) or json; with --out, the default comes from the file's suffix")
 @click.option("--out", type=click.Path(dir_okay=False), help="write the report to this file instead of the terminal")
-@click.option("--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 1, min_open=True, max_open=True),
-              help="significance level of each test")
+@alpha_option()
+@click.option("--correction", default="holm", show_default=True, type=click.Choice(["holm", "bh", "none"]),
+              help="multiplicity correction across the report's primary claims")
 @_friendly
-def report_cmd(results, protocols, baseline, fmt, out, alpha):
+def report_cmd(results, protocols, baseline, fmt, out, alpha, correction):
     """Aggregate the runs over seeds, compare each variant with the baseline, and say rule by rule whether
     the evidence supports the paper."""
     from ganbench import report as rep
@@ -339,7 +430,7 @@ def report_cmd(results, protocols, baseline, fmt, out, alpha):
         fmt = rep.format_for(out) if fmt is None else fmt
         if fmt == "table":
             raise GanbenchError(f"--out {out}: --format table is for the terminal; use md, csv, html or json")
-    r = rep.build_report(results, baseline, protocols or None, alpha)
+    r = rep.build_report(results, baseline, protocols or None, alpha, correction)
     for warning in r.warnings:
         click.echo(f"warning: {warning}", err=True)
     if out:
@@ -351,6 +442,30 @@ def report_cmd(results, protocols, baseline, fmt, out, alpha):
         console.print("the reasons, every metric and the plots: --format md|html|json --out FILE", highlight=False)
     else:
         click.echo(rep.render(r, fmt), nl=False)
+
+
+@main.command("plan")
+@click.argument("results", type=click.Path(file_okay=False))
+@click.option("--protocol", "protocols", multiple=True, help="only this protocol (repeatable)")
+@click.option("--baseline", default="dcgan", show_default=True)
+@click.option("--ratio", default=1.2, show_default=True, type=click.FloatRange(1, min_open=True),
+              help="the change in FID a study should detect")
+@alpha_option()
+@format_option("table", "json")
+@_friendly
+def plan_cmd(results, protocols, baseline, ratio, alpha, fmt):
+    """Size a study from a pilot: per primary claim, the effect with its 95% interval, the smallest effect the
+    seeds used could detect (80% power), and the seeds per arm needed for a RATIO change in FID."""
+    from ganbench.report.plan import plan
+
+    rows = plan(results, protocols or None, baseline, ratio, alpha)
+    if fmt == "json":
+        click.echo(rows.to_json(orient="records", indent=2))
+        return
+    _print_table(f"{results}: seeds per arm for a {ratio:g}x FID change at 80% power, alpha {alpha:g} (two-sided)",
+                 rows.to_dict(orient="records"),
+                 ["protocol", "claim", "variant", "vs", "endpoint", "effect", "n", "mde", "log_fid_sd",
+                  "seeds_for_ratio", "verdict"])
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from ganbench.errors import DataMissing, GanbenchError, SpecError, one_line
 from ganbench.files import atomic_path
@@ -104,6 +103,8 @@ def fit(images: torch.Tensor, resolution: int, channels: int) -> torch.Tensor:
     C is 1 or 3. Grey -> RGB repeats the channel, RGB -> grey is ITU-R 601 luma; a square image is resized
     to the resolution (antialiased), any other shape has its shorter side resized, then its centre cropped.
     """
+    from torchvision.transforms.v2 import functional as TF   # seconds to import: only where images are fitted
+
     n, c, h, w = images.shape
     if c not in CHANNELS:
         raise SpecError(f"images have {c} channels; expected 1 or 3")
@@ -273,10 +274,13 @@ def _idx_digits(name: str, cls_name: str):
         cls = getattr(tvd, cls_name)
         try:
             ds = cls(str(root), train=split == "train", download=False)
-        except RuntimeError:  # "Dataset not found": try the network
+        except RuntimeError:  # "Dataset not found": try the network, leaving no folders behind if it fails
+            made = [d for d in (root, root / cls_name, root / cls_name / "raw") if not d.exists()]
             try:
                 ds = cls(str(root), train=split == "train", download=True)
             except Exception:
+                for d in reversed(made):
+                    shutil.rmtree(d, ignore_errors=True)
                 raise DataMissing(
                     f"{name}: expected {', '.join(MNIST_FILES)} in {root / cls_name / 'raw'} and the download failed; "
                     "put the files there, set GANBENCH_DATA or --data-root, or allow network access"

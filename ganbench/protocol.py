@@ -180,8 +180,14 @@ def resolve(name_or_path: str, overrides: Iterable[str] = ()) -> Protocol:
         proto = replace(presets.get(name_or_path), source=f"protocol {name_or_path!r}")
     elif name_or_path.endswith(".toml") or Path(name_or_path).is_file():
         values = load_toml(name_or_path)
-        values = dict(values.get("protocol", values))  # a suite file keeps it under [protocol]
+        values = values.get("protocol", values)  # a suite file keeps it under [protocol]
+        if not isinstance(values, dict):
+            raise ProtocolError(f"{name_or_path}: protocol={values!r} must be a table ([protocol] with keys under it)")
+        values = dict(values)
         base_name = values.pop("base", None)
+        if base_name is not None and not isinstance(base_name, str):
+            raise ProtocolError(f"{name_or_path}: base={base_name!r} must be the name of a preset "
+                                f"({', '.join(presets.names())})")
         base = presets.get(base_name) if base_name else Protocol()
         values.setdefault("name", Path(name_or_path).stem if not base_name else base.name)
         proto = apply(base, values, source=str(name_or_path))

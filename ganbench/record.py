@@ -84,6 +84,13 @@ class RunSpec:
         proto = self.protocol.to_dict()
         for key in ("source", "description", "device", "threads", "seeds"):
             proto.pop(key)
+        if proto["precision"] == "auto":   # what it will train at here: fp32 and bf16 runs are different results
+            from ganbench.device import resolve_device, resolve_precision
+
+            try:
+                proto["precision"] = resolve_precision("auto", resolve_device(self.protocol.device))[0]
+            except GanbenchError:
+                pass    # no such device: the run is refused before it starts
         return {"protocol": proto, "variant": self.variant, "seed": self.seed}
 
     @property
@@ -203,7 +210,7 @@ class RunRecord:
 
     # -- writing (the trainer) -----------------------------------------------------------------------
 
-    def write_spec(self, spec: RunSpec, variant, arch, dataset, metrics: list, device: str) -> None:
+    def write_spec(self, spec: RunSpec, variant, arch, dataset, metrics: list, device: str, precision: str) -> None:
         """The run's inputs, environment, and what the plugins declared (directions, provenance)."""
         from ganbench.plugins import catalog
 
@@ -218,7 +225,7 @@ class RunRecord:
                         **(cat.provenance("datasets", dataset.name) if dataset.name in cat.datasets else {})},
             "metrics": {m.name: {"outputs": dict(m.outputs), "metadata": list(m.metadata), "when": m.when,
                                  **cat.provenance("metrics", m.name)} for m in metrics},
-            "environment": environment(device),
+            "environment": {**environment(device), "precision": precision},   # as trained ("auto" resolved)
         })
 
     def write_running(self, step: int, resumed: bool) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ganbench.errors import GanbenchError
+from ganbench.errors import GanbenchError, SpecError
 from ganbench.plugins import catalog
 from ganbench.protocol import Protocol, ProtocolError, apply, apply_overrides, load_toml, resolve
 from ganbench.record import RunSpec
@@ -80,10 +80,17 @@ def load_suite(path: str | Path, overrides: Iterable[str] = ()) -> Suite:
     if "variants" not in data or not isinstance(data["variants"], list):
         raise ProtocolError(f"{path}: 'variants' must be a list of variant names, e.g. [\"dcgan\", \"no-bn\"]")
     seeds = data.get("seeds")
-    if seeds is not None and not (isinstance(seeds, int) or (isinstance(seeds, list) and all(isinstance(s, int) for s in seeds))):
-        raise ProtocolError(f"{path}: 'seeds' must be a number of seeds or a list of integers")
-    table = dict(data.get("protocol", {}))
+    if seeds is not None and not ((isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1) or (
+            isinstance(seeds, list) and seeds and all(isinstance(s, int) and s >= 0 for s in seeds))):
+        raise ProtocolError(f"{path}: seeds={seeds!r} is not allowed; expected a number of seeds >= 1 or a non-empty "
+                            "list of integers >= 0")
+    table = data.get("protocol", {})
+    if not isinstance(table, dict):
+        raise ProtocolError(f"{path}: protocol={table!r} must be a table ([protocol] with keys under it)")
+    table = dict(table)
     base_name = table.pop("base", "quick")
+    if not isinstance(base_name, str):
+        raise ProtocolError(f"{path}: base={base_name!r} must be the name of a preset ({', '.join(catalog().protocols.names())})")
     proto = apply(resolve(base_name), {"name": path.stem, **table}, source=str(path))  # results/<suite name>/
     tables = data.get("protocols")
     if tables is None:
@@ -105,3 +112,33 @@ def make_suite(protocol: str, variants: Sequence[str], seeds: int | Sequence[int
         raise GanbenchError("nothing to run: give --variant NAME (repeatable) or --suite FILE")
     proto = resolve(protocol, overrides)
     return Suite((proto,), expand_variants(variants), seed_list(seeds, proto.seeds))
+
+
+def check_plan(specs: Sequence[RunSpec]) -> None:
+    """Everything the planned runs need, for the whole suite at once, before any file or folder is made:
+    seeds, variants, each protocol's device, data set (present and loadable: both splits it uses) and
+    metrics (known, and able to run on that data set), and that no run folder holds a run of other inputs.
+    A refused suite leaves the results folder exactly as it was."""
+    from ganbench.data import dataset_spec, load_dataset
+    from ganbench.device import resolve_device
+    from ganbench.metrics import metric_problem
+    from ganbench.record import RunRecord
+
+    if not specs:
+        raise GanbenchError("nothing to run: the suite plans no runs (no variants or no seeds)")
+    for spec in specs:
+        if spec.seed < 0:
+            raise SpecError(f"seed {spec.seed} is not allowed; expected an integer >= 0")
+        catalog().variants.get(spec.variant)
+    for p, root in dict.fromkeys((spec.protocol, spec.data_root) for spec in specs):
+        resolve_device(p.device)
+        dataset = dataset_spec(p.dataset)
+        for split in dict.fromkeys(("train", p.reference_split)):
+            load_dataset(p.dataset, split, p.resolution, p.channels, root, p.data_seed)
+        for name in p.metrics:
+            spec = catalog().metrics.get(name)
+            problem = metric_problem(spec, p, dataset)
+            if problem:
+                raise GanbenchError(f"metric {name!r} cannot run under protocol {p.name!r}: {problem}")
+    for spec in specs:
+        RunRecord(spec.run_dir).check_identity(spec.run_id)

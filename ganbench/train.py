@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from ganbench import metrics as metrics_mod
 from ganbench.data import dataset_spec, load_dataset, to_float, to_uint8
-from ganbench.device import resolve_device
+from ganbench.device import resolve_device, resolve_precision
 from ganbench.errors import GanbenchError
 from ganbench.generate import generate, sampler, save_grid, training_copy
 from ganbench.plugins import catalog
@@ -39,6 +40,10 @@ N_FIXED = 64          # images in the fixed-z sample grid
 STEP_STATS = ("g_loss", "d_loss", "d_real", "d_fake", "g_grad_norm", "d_grad_norm")
 
 Progress = Callable[[int, dict], None]   # (step, latest statistics) -> None
+
+
+class PrecisionWarning(UserWarning):
+    """bf16 asked for on a device that runs it without hardware support (slower than fp32)."""
 
 
 @dataclass
@@ -127,6 +132,10 @@ class Trainer:
         # an unknown metric is a user's mistake: say so before training
         self.metric_specs = [catalog().metrics.get(name) for name in p.metrics]
         self.device = resolve_device(p.device)
+        # "auto": bf16 where the device has it in hardware, else fp32; bf16 asked for without it: a warning
+        self.precision, precision_warning = resolve_precision(p.precision, self.device)
+        if precision_warning:
+            warnings.warn(precision_warning, PrecisionWarning, stacklevel=2)
         self.record = RunRecord(spec.run_dir)
         if p.threads:
             torch.set_num_threads(p.threads)
@@ -180,7 +189,7 @@ class Trainer:
     def _autocast(self) -> torch.autocast:
         """bf16 autocast of G's and D's forward passes when the protocol asks for it (weights, optimizer
         state, losses and evaluation stay fp32); a no-op context at fp32."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.protocol.precision == "bf16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def train_step(self, step: int, acc: torch.Tensor) -> None:
         p = self.protocol
@@ -246,6 +255,7 @@ class Trainer:
             reference=self.reference, fixed=fixed, fixed_history=list(self.fixed_history),
             history=self.history + [row], step=self.step, final=final, device=self.device,
             generator=self.G, discriminator=self.D, arch=self.arch, diverged=diverged, data_root=self.spec.data_root,
+            seed=self.spec.seed,
         )
         return metrics_mod.evaluate(ctx, self.protocol.metrics)
 
@@ -259,7 +269,8 @@ class Trainer:
         spec, p = self.spec, self.protocol
         self.setup()
         resumed = self._load_checkpoint()
-        self.record.write_spec(spec, self.variant, self.arch, self.dataset, self.metric_specs, str(self.device))
+        self.record.write_spec(spec, self.variant, self.arch, self.dataset, self.metric_specs, str(self.device),
+                               self.precision)
         self.record.write_running(self.step, resumed)
 
         eval_steps = [s for s in p.eval_steps() if s > self.step]

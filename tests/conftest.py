@@ -15,6 +15,7 @@ if "GANBENCH_CACHE" not in os.environ:   # a private cache, removed at exit (CIF
     os.environ["GANBENCH_CACHE"] = tempfile.mkdtemp(prefix="ganbench-test-cache-")
     atexit.register(shutil.rmtree, os.environ["GANBENCH_CACHE"], ignore_errors=True)
 os.environ.setdefault("GANBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+os.environ.setdefault("GANBENCH_JOBS", "1")          # runs one after another in the test process unless a test asks
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 

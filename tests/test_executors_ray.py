@@ -77,7 +77,7 @@ def test_a_suite_on_ray_gives_the_records_of_the_in_process_executor(tmp_path, r
     assert local.exit_code == 0, local.output
     r = _invoke(*args, "--executor", "ray", "--results", str(tmp_path / "ray"))
     assert r.exit_code == 0, r.output
-    assert r.output.count("complete") == 4, r.output
+    assert r.stdout.count("complete") == 4, r.output
     for variant in ("dcgan", "d-relu"):
         for seed in (0, 1):
             rel = Path("smoke") / variant / f"seed-{seed}"
@@ -94,7 +94,7 @@ def test_a_suite_on_ray_gives_the_records_of_the_in_process_executor(tmp_path, r
     summary = tmp_path / "ray" / "smoke" / "dcgan" / "seed-0" / "summary.json"
     mtime = summary.stat().st_mtime_ns
     again = _invoke(*args, "--executor", "ray", "--results", str(tmp_path / "ray"))
-    assert again.exit_code == 0 and again.output.count("skipped") == 4, again.output
+    assert again.exit_code == 0 and again.stdout.count("skipped") == 4, again.output
     assert summary.stat().st_mtime_ns == mtime
 
 

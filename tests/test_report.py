@@ -49,40 +49,44 @@ def write_run(root, variant, seed, final, *, protocol="unit", rule="R1", expects
     return d
 
 
-BASE_FID = [100.0, 102.0, 98.0, 101.0, 99.0]
+BASE_FID = [100.0, 102.0, 98.0, 101.0, 99.0, 100.5, 99.5, 100.0]     # 8 seeds: Welch's test
 
 
 def _fids(values):
     return [{"fid": v, "modes": 10.0, "train_ips": 100.0} for v in values]
 
 
+def _around(centre, spread=1.0):
+    return [centre + spread * d for d in (0.0, 2.0, -2.0, 1.0, -1.0, 0.5, -0.5, 0.0)]
+
+
 # variant -> (rule, expects, final rows, status); the expected verdict per claim is in KNOWN
 CASES = {
     # a clear effect in the claimed direction
-    "worse-fid": ("R1", {"fid": "worse"}, _fids([130.0, 133.0, 128.0, 131.0, 129.0]), "complete"),
+    "worse-fid": ("R1", {"fid": "worse"}, _fids(_around(130.0)), "complete"),
     # modes: higher is better, so fewer modes is "worse"
     "fewer-modes": ("R1", {"modes": "worse"},
-                    [{"fid": 100.0, "modes": m, "train_ips": 100.0} for m in (3.0, 4.0, 2.0, 3.0, 5.0)], "complete"),
+                    [{"fid": 100.0, "modes": m, "train_ips": 100.0} for m in _around(3.0, 0.5)], "complete"),
     # the opposite effect
-    "better-fid": ("R2", {"fid": "worse"}, _fids([70.0, 72.0, 68.0, 71.0, 69.0]), "complete"),
+    "better-fid": ("R2", {"fid": "worse"}, _fids(_around(70.0)), "complete"),
     # no effect
-    "null-fid": ("R3", {"fid": "worse"}, _fids([101.0, 99.0, 100.0, 98.0, 102.0]), "complete"),
-    # "same", and it is the same
-    "same-fid": ("R3", {"fid": "same"}, _fids([100.5, 101.5, 98.5, 99.5, 100.0]), "complete"),
+    "null-fid": ("R3", {"fid": "worse"}, _fids([101.0, 99.0, 100.0, 98.0, 102.0, 100.0, 99.5, 100.5]), "complete"),
+    # "same", and it is the same (equivalence within 15%, by TOST)
+    "same-fid": ("R3", {"fid": "same"}, _fids(_around(100.5, 0.8)), "complete"),
     # "same", and it clearly differs
-    "same-but-differs": ("R4", {"fid": "same"}, _fids([130.0, 133.0, 128.0, 131.0, 129.0]), "complete"),
-    # "same", not significant, but too far apart to call the same
-    "same-but-noisy": ("R4", {"fid": "same"}, _fids([60.0, 180.0, 120.0, 90.0, 150.0]), "complete"),
+    "same-but-differs": ("R4", {"fid": "same"}, _fids(_around(130.0)), "complete"),
+    # "same", not significant, but far too noisy to show sameness within 15%
+    "same-but-noisy": ("R4", {"fid": "same"}, _fids([60.0, 180.0, 120.0, 90.0, 150.0, 70.0, 160.0, 100.0]), "complete"),
     # a prefix naming two recorded metrics, both worse (higher: oscillation is better low)
     "oscillates": ("R5", {"loss_oscillation": "worse"},
                    [{"fid": 100.0, "loss_oscillation_g": 1.0 + s / 10, "loss_oscillation_d": 2.0 + s / 10}
-                    for s in range(5)], "complete"),
+                    for s in range(8)], "complete"),
     # a claim about a metric that no run recorded
     "unrecorded": ("R5", {"sharpness": "worse"}, _fids(BASE_FID), "complete"),
-    # every seed diverged: Fisher's exact test on the counts, 5/5 vs 0/5 -> p = 2/252
-    "diverges": ("R5", {"diverged": "worse"}, [{} for _ in range(5)], "diverged"),
-    # a plugin's variant with a rule of its own: in the variant table, not the rule table
-    "plugin-v": ("my-rule", {"fid": "worse"}, _fids([130.0, 133.0, 128.0, 131.0, 129.0]), "complete"),
+    # every seed diverged: Fisher's exact test on the counts, 8/8 vs 0/8
+    "diverges": ("R5", {"diverged": "worse"}, [{} for _ in range(8)], "diverged"),
+    # a plugin's variant with a rule of its own: it gets a rule verdict too
+    "plugin-v": ("my-rule", {"fid": "worse"}, _fids(_around(130.0)), "complete"),
 }
 KNOWN = {
     ("worse-fid", "fid"): "supported",
@@ -91,10 +95,10 @@ KNOWN = {
     ("null-fid", "fid"): "inconclusive",
     ("same-fid", "fid"): "supported",
     ("same-but-differs", "fid"): "contradicted",
-    ("same-but-noisy", "fid"): "inconclusive",
+    ("same-but-noisy", "fid"): "underpowered",
     ("oscillates", "loss_oscillation_g"): "supported",
     ("oscillates", "loss_oscillation_d"): "supported",
-    ("unrecorded", "sharpness"): "inconclusive",
+    ("unrecorded", "sharpness"): "untested",
     ("diverges", "diverged"): "supported",
     ("plugin-v", "fid"): "supported",
 }
@@ -115,58 +119,85 @@ def report_known(tmp_path_factory):
 
 def test_verdicts_on_records_with_a_known_answer(report_known):
     r = rep.build_report(report_known)
-    got = {(c.variant, c.metric): c.verdict for c in r.claims.itertuples()}
+    mine = r.claims[r.claims["variant"].isin(list(CASES))]
+    got = {(c.variant, c.metric): c.verdict for c in mine.itertuples()}
     assert got == KNOWN
-    claims = r.claims.set_index(["variant", "metric"])
-    assert claims.loc[("unrecorded", "sharpness"), "reason"] == "metric not recorded"
+    claims = mine.set_index(["variant", "metric"])
+    assert claims.loc[("unrecorded", "sharpness"), "reason"] == "sharpness not recorded"
     div = claims.loc[("diverges", "diverged")]
-    assert div["test"] == "fisher" and div["p_value"] == pytest.approx(2 / 252)
-    assert (div["mean_variant"], div["mean_baseline"]) == (1.0, 0.0)
+    assert div["test"] == "fisher (exact)" and div["p_value"] == pytest.approx(stats.fisher_exact([[8, 0], [0, 8]]).pvalue)
+    assert (div["center_variant"], div["center_baseline"]) == (1.0, 0.0)
     worse = claims.loc[("worse-fid", "fid")]
-    assert worse["test"] == "welch" and worse["observed"] == "worse"
-    assert worse["p_value"] == pytest.approx(stats.ttest_ind([130, 133, 128, 131, 129], BASE_FID, equal_var=False).pvalue)
-    assert worse["diff"] == pytest.approx(30.2) and worse["rel"] == pytest.approx(0.302)
-    assert claims.loc[("fewer-modes", "modes"), "observed"] == "worse"   # fewer modes, higher is better
-    assert claims.loc[("better-fid", "fid"), "observed"] == "better"
-    assert "exceeds 10%" in claims.loc[("same-but-noisy", "fid"), "reason"]
+    logs = np.log(_around(130.0)), np.log(BASE_FID)
+    assert worse["test"] == "welch" and worse["scale"] == "log-ratio"
+    assert worse["p_value"] == pytest.approx(stats.ttest_ind(*logs, equal_var=False).pvalue)
+    assert math.exp(worse["estimate"]) == pytest.approx(math.exp(logs[0].mean() - logs[1].mean()))
+    assert worse["effect"].startswith("1.3") and "x [" in worse["effect"]
+    # every built-in claim is accounted for: none of its variants ran here, so it is untested, saying so
+    builtin = r.claims[r.claims["claim"] == "R6.lr"].iloc[0]
+    assert builtin["verdict"] == "untested" and "not run in this study" in builtin["reason"]
+    assert r.claims[r.claims["claim"] == "R4.colour"].iloc[0]["verdict"] == "untested"
 
 
-def test_variant_and_rule_verdicts_summarise_their_parts(report_known):
+def test_the_correction_covers_every_primary_comparison(report_known):
+    from ganbench.statistics import adjust_pvalues
+
     r = rep.build_report(report_known)
-    variants = r.variants.set_index("variant")["verdict"]
-    assert variants["dcgan"] == ""                      # the baseline has no verdict
-    assert variants["oscillates"] == "supported"        # both parts of the prefix support it
-    assert variants["unrecorded"] == "inconclusive"
-    assert variants["plugin-v"] == "supported"          # plugin variants are in the per-variant table ...
+    tested = r.claims[r.claims["verdict"] != "untested"]
+    assert list(tested["p_adjusted"]) == pytest.approx(adjust_pvalues(list(tested["p_value"]), "holm"), nan_ok=True)
+    assert (tested["p_adjusted"] >= tested["p_value"]).all()
+    none = rep.build_report(report_known, correction="none").claims
+    tested_none = none[none["verdict"] != "untested"]
+    assert list(tested_none["p_adjusted"]) == pytest.approx(list(tested_none["p_value"]), nan_ok=True)
+    with pytest.raises(rep.ReportError, match="use one of holm, bh, none"):
+        rep.build_report(report_known, correction="bonferroni")
+
+
+def test_claim_and_rule_verdicts_combine_their_parts(report_known):
+    r = rep.build_report(report_known)
     rules = r.rules.set_index("rule")
-    assert list(rules.index) == ["R1", "R2", "R3", "R4", "R5", "R6"]   # ... but not in the rule table
-    assert "plugin-v" not in " ".join(rules["variants"])
+    assert set(rules.index) == {"R1", "R2", "R3", "R4", "R5", "R6", "my-rule"}   # a plugin's rule gets a verdict
     assert rules.loc["R1", "verdict"] == "supported"
-    assert rules.loc["R1", "summary"] == "supported by 2/2 variants, contradicted by 0, inconclusive 0"
     assert rules.loc["R2", "verdict"] == "contradicted"
-    assert rules.loc["R3", "verdict"] == "inconclusive"          # 1 of 2 supports: not a majority
-    assert rules.loc["R3", "summary"] == "supported by 1/2 variants, contradicted by 0, inconclusive 1"
-    assert rules.loc["R4", "verdict"] == "inconclusive"          # 1 contradicted, 1 inconclusive
-    assert rules.loc["R5", "verdict"] == "supported"             # 2 of 3 support, none contradicts
-    assert rules.loc["R6", "summary"] == "no variant of this rule was run"
+    assert rules.loc["R3", "verdict"] == "supported"        # one supported, one inconclusive, none contradicted
+    assert rules.loc["R4", "verdict"] == "contradicted"     # one contradicted, one underpowered
+    assert rules.loc["R5", "verdict"] == "supported"        # the untested claim is set aside
+    assert rules.loc["R6", "verdict"] == "untested" and rules.loc["my-rule", "verdict"] == "supported"
+    per_claim = r.claim_verdicts.set_index("claim")
+    assert per_claim.loc["R5.oscillates", "verdict"] == "supported"     # both parts of the prefix support it
+    assert r.variants.set_index("variant").loc["dcgan", "verdict"] == "baseline"
+
+
+def test_three_seeds_cannot_be_significant_and_say_so(tmp_path):
+    for seed, (b, v) in enumerate(zip((100.0, 101.0, 99.0), (150.0, 151.0, 149.0))):
+        write_run(tmp_path, "dcgan", seed, {"fid": b, "diverged": 0.0}, rule="-")
+        write_run(tmp_path, "worse", seed, {"fid": v}, rule="R1", expects={"fid": "worse"})
+        write_run(tmp_path, "dies", seed, {}, rule="R1", expects={"diverged": "worse"}, status="diverged")
+    r = rep.build_report(tmp_path, correction="none")
+    claims = r.claims.set_index("variant")
+    worse = claims.loc["worse"]
+    assert worse["test"].startswith("permutation") and worse["p_value"] == pytest.approx(0.1)   # 2 / C(6, 3)
+    assert worse["p_value"] >= 0.1 and worse["verdict"] == "underpowered"
+    dies = claims.loc["dies"]                                   # 3/3 against 0/3: Fisher p = 0.1
+    assert dies["p_value"] == pytest.approx(0.1) and dies["verdict"] == "underpowered"
+    assert "cannot reach p < 0.05" in dies["reason"]
 
 
 def test_aggregates_are_the_textbook_numbers(report_known):
     r = rep.build_report(report_known)
     agg = r.aggregates.set_index(["variant", "metric"])
     fid = agg.loc[("dcgan", "fid")]
-    half = stats.t.ppf(0.975, 4) * np.std(BASE_FID, ddof=1) / math.sqrt(5)
-    assert (fid["n"], fid["runs"], fid["better"]) == (5, 5, "lower")
-    assert fid["mean"] == pytest.approx(100.0) and fid["median"] == pytest.approx(100.0)
-    assert fid["ci_low"] == pytest.approx(100 - half) and fid["ci_high"] == pytest.approx(100 + half)
+    half = stats.t.ppf(0.975, 7) * np.std(BASE_FID, ddof=1) / math.sqrt(8)
+    assert (fid["n"], fid["runs"], fid["better"]) == (8, 8, "lower")
+    assert fid["mean"] == pytest.approx(np.mean(BASE_FID)) and fid["median"] == pytest.approx(np.median(BASE_FID))
+    assert fid["ci_low"] == pytest.approx(np.mean(BASE_FID) - half) and fid["ci_high"] == pytest.approx(np.mean(BASE_FID) + half)
     assert (fid["worst"], fid["best"]) == (102.0, 98.0)              # lower is better
     modes = agg.loc[("fewer-modes", "modes")]
-    assert (modes["worst"], modes["best"]) == (2.0, 5.0)            # higher is better
+    assert (modes["worst"], modes["best"]) == (2.0, 4.0)            # higher is better
     assert agg.loc[("diverges", "diverged"), "mean"] == 1.0          # the share of seeds that diverged
     assert ("diverges", "fid") not in agg.index                      # a diverged run has no FID
-    assert agg.loc[("fewer-modes", "collapsed"), "mean"] == 0.0
     # the final FID and the best FID (from the curve) side by side in the summary table
-    summary = rep.display_tables(r)[1]
+    summary = rep.display_tables(r)[2]
     assert "fid (final)" in summary.columns
 
 
@@ -276,8 +307,9 @@ def test_every_format_from_real_runs_names_every_variant(report_smoke_results, t
         assert {v["variant"] for v in doc["variants"]} == set(SMOKE_VARIANTS)
         assert [x["rule"] for x in doc["rules"]] == ["R1", "R2", "R3", "R4", "R5", "R6"]
         r2 = next(x for x in doc["rules"] if x["rule"] == "R2")
-        assert r2["variants_run"] == 2 and r2["verdict"] in rep.VERDICTS
-        assert {c["claim_metric"] for c in doc["claims"]} == {"fid", "modes", "sample_oscillation"}
+        assert r2["verdict"] in rep.VERDICTS and "R2.collapse" in r2["claims"]
+        tested = {(c["claim"], c["variant"]) for c in doc["claims"] if c["verdict"] != "untested"}
+        assert ("R2.collapse", "no-bn") in tested and ("R2.bn-all-oscillation", "bn-all") in tested
     if fmt == "md":
         assert "### Verdicts per rule" in text and "| R2 |" in text
 
@@ -372,27 +404,27 @@ def test_every_format_renders_diverged_runs_and_plugin_variants(report_known, fm
         assert "NaN" not in text
 
 
-def test_representation_per_rule_says_whether_breaking_it_changed_the_probe(tmp_path):
+def test_representation_compares_what_training_added_to_the_untrained_network(tmp_path):
     base = [0.90, 0.91, 0.89, 0.90]
     for seed, acc in enumerate(base):
-        write_run(tmp_path, "dcgan", seed, {"fid": 100.0, "probe_acc": acc}, rule="-")
-    cases = {"hurts": ("R1", [0.80, 0.81, 0.79, 0.80]),     # clearly lower
-             "helps": ("R2", [0.95, 0.96, 0.94, 0.95]),     # clearly higher
-             "null": ("R3", [0.90, 0.89, 0.91, 0.90]),      # no change
-             "null-2": ("R1", [0.91, 0.90, 0.89, 0.90])}    # R1 has one of each
-    for name, (rule, accs) in cases.items():
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0, "probe_acc": acc, "probe_random_acc": 0.70}, rule="-")
+    cases = {"hurts": ("R1", [0.80, 0.81, 0.79, 0.80], 0.70),   # trained lower, same untrained: lower gain
+             "free": ("R2", [0.95, 0.96, 0.94, 0.95], 0.75),    # higher, but the architecture gives it for free
+             "null": ("R3", [0.90, 0.89, 0.91, 0.90], 0.70)}
+    for name, (rule, accs, untrained) in cases.items():
         for seed, acc in enumerate(accs):
-            write_run(tmp_path, name, seed, {"fid": 100.0, "probe_acc": acc}, rule=rule)
+            write_run(tmp_path, name, seed, {"fid": 100.0, "probe_acc": acc, "probe_random_acc": untrained + seed / 1000},
+                      rule=rule)
     write_run(tmp_path, "unprobed", 0, {"fid": 100.0}, rule="R4")
-    r = rep.build_report(tmp_path)
-    by_rule = r.representation.set_index("rule")
-    assert by_rule.loc["R1", "changed"] == "yes" and (by_rule.loc["R1", "lower"], by_rule.loc["R1", "unchanged"]) == (1, 1)
-    assert by_rule.loc["R2", "changed"] == "yes" and by_rule.loc["R2", "higher"] == 1
-    assert by_rule.loc["R3", "changed"] == "no"
-    assert by_rule.loc["R4", "changed"] == "unknown" and "unprobed: no test" in by_rule.loc["R4", "variants"]
-    assert "R5" not in by_rule.index                      # no variant of R5 was run
+    r = rep.build_report(tmp_path, correction="none")
+    rows = r.representation.set_index("variant")
+    assert rows.loc["hurts", "effect"].startswith("-0.1") and rows.loc["hurts", "test"].startswith("permutation")
+    assert rows.loc["hurts", "changed"] == "lower"          # 4 vs 4 perfectly separated: exact p = 2/70
+    assert rows.loc["free", "changed"] == "no change shown"  # 0.95 - 0.75 against 0.90 - 0.70: no gain
+    assert abs(float(rows.loc["free", "effect"].split()[0])) < 0.01
+    assert rows.loc["unprobed", "changed"] == "no test"
     md = rep.render(r, "md")
-    assert "Representation" in md and "representation (probe)" in md and "hurts: lower" in md
+    assert "Representation" in md and "probe gain" in md
 
 
 def test_representation_table_is_left_out_without_the_probe(report_known):

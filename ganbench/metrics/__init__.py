@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
 
@@ -38,10 +38,14 @@ from ganbench.arch import ArchSpec
 from ganbench.data import DatasetSpec, ImageSet, to_uint8
 from ganbench.errors import GanbenchError, SpecError
 from ganbench.hookspecs import hookimpl
-from ganbench.metrics import cost, modes, quality, stability
-from ganbench.metrics.features import (FAMILIES, Extractor, ExtractorMissing, choose_extractor, domain_classifier,
-                                       extract_features)
+from ganbench.metrics import cost, stability
 from ganbench.protocol import Protocol
+
+if TYPE_CHECKING:
+    from ganbench.metrics.features import Extractor
+
+# quality, modes and the extractors import torch-fidelity (seconds, with torchvision): they are imported
+# where a metric runs, not when the plugin catalog is built (``ganbench list`` stays quick)
 
 WHEN = ("eval", "final")
 
@@ -56,6 +60,7 @@ class MetricSpec:
     outputs: Mapping[str, bool | None]                 # each score it produces -> higher is better (None: neither)
     when: str = "eval"                                 # "eval": every evaluation and the end; "final": only the end
     metadata: tuple[str, ...] = ()                     # keys it records beside the scores (how they were made)
+    needs_features: bool = False                       # uses the protocol's feature extractor (EvalContext.extractor)
 
     def __post_init__(self):
         if self.when not in WHEN:
@@ -108,6 +113,8 @@ class EvalContext:
     def extractor(self) -> Extractor:
         """The protocol's feature extractor (the same one for every metric of this evaluation)."""
         if self._extractor is None:
+            from ganbench.metrics.features import choose_extractor
+
             self._extractor = choose_extractor(self.protocol, self.dataset, self.data_root)
         return self._extractor
 
@@ -116,6 +123,8 @@ class EvalContext:
 
 
 def compute_quality(ctx: EvalContext) -> dict[str, Value]:
+    from ganbench.metrics import quality
+
     p = ctx.protocol
     ex = ctx.extractor()
     real = quality.reference_subset(ctx.reference.images, p.n_real)
@@ -130,6 +139,9 @@ def compute_quality(ctx: EvalContext) -> dict[str, Value]:
 
 
 def compute_modes(ctx: EvalContext) -> dict[str, Value]:
+    from ganbench.metrics import modes, quality
+    from ganbench.metrics.features import FAMILIES, domain_classifier
+
     ds, p = ctx.dataset, ctx.protocol
     if not ds.num_classes or ds.family not in FAMILIES or ctx.reference.labels is None:
         return {}
@@ -151,6 +163,8 @@ def compute_modes(ctx: EvalContext) -> dict[str, Value]:
 
 
 def sample_scores(ctx: EvalContext) -> tuple[float, float]:
+    from ganbench.metrics.features import ExtractorMissing, extract_features
+
     """``sample_drift`` and ``diversity`` of this evaluation (see ``ganbench.metrics.stability``), from one
     pass of the extractor over the images both compare."""
     fake = ctx.fake_images()
@@ -193,7 +207,7 @@ BUILTIN_METRICS = [
     MetricSpec("quality", "FID, KID and precision/recall by torch-fidelity, with the extractor, N real, N fake "
                "and reference split", compute_quality,
                {"fid": False, "kid_mean": False, "kid_std": None, "precision": True, "recall": True,
-                "fid_n_eval": False},
+                "fid_n_eval": False}, needs_features=True,
                metadata=("quality_extractor", "quality_n_real", "quality_n_fake", "quality_reference")),
     MetricSpec("modes", "classes (or stacked-MNIST digit triples) the domain classifier finds in the samples, "
                "those it is sure of, and KL to the data's class histogram (labelled data only)", compute_modes,
@@ -205,7 +219,7 @@ BUILTIN_METRICS = [
                {"diverged": False, "d_wins": False, "sample_drift": None, "sample_oscillation": False,
                 "loss_oscillation_g": False, "loss_oscillation_d": False, "fid_best": False,
                 "fid_regression": False, "fid_auc": False, "steps_to_target": False, "fid_tail_change": None,
-                "converged": None, "failed_to_learn": False, "diversity": None, "mode_collapse": False}),
+                "converged": None, "failed_to_learn": False, "diversity": None, "mode_collapse": False}, needs_features=True),
     MetricSpec("cost", "training and sampling images per second, peak memory, parameters and FLOPs per image",
                compute_cost,
                {"train_ips": True, "sample_ips": True, "peak_mem_mb": False, "g_params": None, "d_params": None,
@@ -237,3 +251,10 @@ def evaluate(ctx: EvalContext, names: Sequence[str]) -> dict[str, Value]:
 
 
 __all__ = ["MetricSpec", "EvalContext", "evaluate", "ganbench_metrics", "BUILTIN_METRICS", "Value"]
+
+
+def metric_problem(spec: MetricSpec, protocol: Protocol, dataset: DatasetSpec) -> str:
+    """Why a metric cannot run under a protocol on a data set ("" when it can), checked before training."""
+    from ganbench.metrics.features import extractor_problem
+
+    return extractor_problem(protocol, dataset) if spec.needs_features else ""

@@ -273,6 +273,26 @@ def domain_classifier(protocol: Protocol, dataset: DatasetSpec, root=None) -> Cl
     return load_classifier(dataset.family, protocol.resolution, domain_channels(dataset, protocol.channels), root)
 
 
+def extractor_problem(protocol: Protocol, dataset: DatasetSpec) -> str:
+    """Why ``choose_extractor`` would fail for this protocol and data set ("" when it would not), without
+    training or loading anything: no InceptionV3 weights where they are asked for, or no domain classifier
+    for the data set's family."""
+    try:
+        weights = inception_weights(protocol.fid_weights) if protocol.extractor in ("auto", INCEPTION) else None
+    except ExtractorMissing as exc:
+        return str(exc)
+    if weights is not None:
+        return ""
+    if protocol.extractor == INCEPTION:
+        return (f"extractor {INCEPTION!r} has no weights here; give --set fid_weights=PATH (torch-fidelity's "
+                f"{INCEPTION_FILE}) or use --set extractor=domain")
+    if dataset.family not in FAMILIES:
+        return (f"it needs a feature extractor, and data set {dataset.name!r} (family {dataset.family or 'none'!r}) has "
+                f"no domain classifier (families: {', '.join(FAMILIES)}) and there are no InceptionV3 weights; give "
+                "--set fid_weights=PATH, or leave the metric out (--set metrics=[...])")
+    return ""
+
+
 def choose_extractor(protocol: Protocol, dataset: DatasetSpec, root=None) -> Extractor:
     """The protocol's extractor (see the module's docstring), registered with torch-fidelity."""
     if protocol.extractor in ("auto", INCEPTION):

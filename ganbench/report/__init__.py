@@ -1,34 +1,19 @@
-"""The report: every run record -> one table -> aggregates over seeds -> comparison with the baseline ->
-a verdict per rule, rendered for the terminal, Markdown, CSV, JSON or one self-contained HTML page.
+"""The report: every run record -> one table -> aggregates over seeds -> each paper claim judged on its
+primary endpoint -> a verdict per claim and per rule, rendered for the terminal, Markdown, CSV, JSON or one
+self-contained HTML page (a forest plot of the claims first).
 
 The flow, one module per stage, each a function of the one before::
 
-    load.load_results(dir)        -> runs (a row per run), series (long form), warnings, and the metrics'
-                                     directions as the records declared them
-    stats.aggregate(runs)         -> per (protocol, variant, metric): n, mean, 95% t-interval, median, worst
-    stats.compare(runs, baseline) -> per (protocol, variant, metric): difference of means, Welch's t-test
-                                     (Fisher's exact test for 0/1 outcomes), Mann-Whitney as a check
-    verdicts.judge_claims(...)    -> per variant and claimed metric: supported / contradicted / inconclusive
-    verdicts.variant_verdicts, rule_verdicts -> one verdict per variant, one per rule R1..R6
-    tables.display_tables(report) -> rows of strings; render (md, csv, json) and html (with plots)
+    load.load_results(dir)         -> runs (a row per run), series (long form), warnings, and the metrics'
+                                      directions as the records declared them
+    stats.aggregate(runs)          -> per (protocol, variant, metric): n, mean, 95% t-interval, median, worst
+    stats.compare(runs, baseline)  -> per (protocol, variant, metric): effect, 95% interval, uncorrected p
+                                      (descriptive)
+    verdicts.judge_claims(...)     -> per claim and variant: the primary comparison, corrected p, verdict
+    verdicts.claim_verdicts, rule_verdicts -> one verdict per claim, one per rule
+    tables.display_tables(report)  -> rows of strings; render (md, csv, json) and html (with plots)
 
-Definitions (also written into every report):
-
-- A run is *diverged* when its losses became non-finite (status "diverged"); it has no quality metrics.
-- A run is *collapsed* when it covers at most ``COLLAPSE_MODES`` mode (class) of the data, or D won
-  outright at the end (``d_wins`` = 1); 0 when neither holds; unknown when neither was measured.
-- A claim that a metric is "worse" or "better" is *supported* when the variant differs from the baseline
-  at p < alpha in the claimed direction, *contradicted* when it differs at p < alpha the other way,
-  otherwise *inconclusive*. A claim of "same" is *supported* when p >= alpha and the difference of means
-  is within ``same_tolerance`` of the baseline's mean, *contradicted* when p < alpha, otherwise
-  inconclusive. p is Welch's t-test on the seeds' final values (Fisher's exact test on counts for 0/1
-  outcomes: diverged, d_wins, collapsed); no correction for multiple claims.
-- A claim named by a prefix of recorded metrics ("loss_oscillation" -> loss_oscillation_g, _d) is judged
-  on each; it (and a variant with several claims) is supported when at least one part supports it and
-  none contradicts it, contradicted the other way round, otherwise inconclusive.
-- A rule is supported when more than half of its variants that were run support it and none contradicts
-  it, contradicted the other way round, otherwise inconclusive.
-
+How a verdict is formed is in ``verdicts`` (and written into every report, ``verdicts.definitions``).
 Library code: nothing here prints; a user's mistake raises ``ReportError``.
 """
 
@@ -46,26 +31,27 @@ from ganbench.report.load import ReportError, _protocol_set, load_results, metri
 from ganbench.report.render import FORMATS, format_for, render, write_report
 from ganbench.report.stats import aggregate, compare, throughput
 from ganbench.report.tables import DisplayTable, display_tables
-from ganbench.report.verdicts import (ALPHA, REPRESENTATION_COLUMNS, SAME_TOLERANCE, VERDICTS, definitions,
-                                          judge_claims, representation_by_rule, rule_verdicts, variant_verdicts)
+from ganbench.report.verdicts import (ALPHA, CORRECTIONS, EQUIVALENCE_RATIO, LOG_SCALE, REPRESENTATION_COLUMNS,
+                                      VERDICTS, Settings, claim_verdicts, definitions, judge_claims, representation,
+                                      rule_verdicts, variant_table)
 
 __all__ = ["Report", "ReportError", "build_report", "display_tables", "DisplayTable", "render", "write_report",
-           "format_for", "load_results", "definitions", "FORMATS", "VERDICTS", "ALPHA", "SAME_TOLERANCE"]
+           "format_for", "load_results", "definitions", "FORMATS", "VERDICTS", "ALPHA", "CORRECTIONS", "Settings"]
 
 
 @dataclass
 class Report:
     results: str
     baseline: str
-    alpha: float
-    same_tolerance: float
+    settings: Settings
     runs: pd.DataFrame
     series: pd.DataFrame
     aggregates: pd.DataFrame
-    comparisons: pd.DataFrame
-    claims: pd.DataFrame
+    comparisons: pd.DataFrame        # every metric, descriptive
+    claims: pd.DataFrame             # the primary comparisons: a row per (protocol, claim, variant)
+    claim_verdicts: pd.DataFrame     # a row per (protocol, claim)
+    rules: pd.DataFrame              # a row per (protocol, rule)
     variants: pd.DataFrame
-    rules: pd.DataFrame
     throughput: pd.DataFrame
     representation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REPRESENTATION_COLUMNS))
     warnings: list[str] = field(default_factory=list)
@@ -74,11 +60,18 @@ class Report:
     def protocols(self) -> list[str]:
         return list(dict.fromkeys(self.runs["protocol"]))
 
+    @property
+    def alpha(self) -> float:
+        return self.settings.alpha
+
 
 def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
-                 protocol: str | Iterable[str] | None = None, alpha: float = ALPHA,
-                 same_tolerance: float = SAME_TOLERANCE) -> Report:
+                 protocol: str | Iterable[str] | None = None, alpha: float = ALPHA, correction: str = "holm",
+                 margin: float = EQUIVALENCE_RATIO) -> Report:
     """Everything a report shows, from the records under ``results_dir`` (of the given protocols, if any)."""
+    if correction not in CORRECTIONS:
+        raise ReportError(f"--correction {correction}: unknown; use one of {', '.join(CORRECTIONS)}")
+    settings = Settings(alpha, correction, margin)
     loaded = load_results(results_dir, protocol)
     runs, series, warnings = loaded.runs, loaded.series, loaded.warnings
     root = Path(results_dir)
@@ -103,15 +96,13 @@ def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
     runs = order_runs(runs, baseline)
     directions = loaded.directions
     columns = metric_columns(runs, directions, loaded.metrics)
-    claims = judge_claims(runs, baseline, alpha, same_tolerance, directions, columns)
-    variants = variant_verdicts(runs, claims, baseline)
+    claims = judge_claims(runs, directions, columns, settings)
+    per_claim = claim_verdicts(claims)
     tp, tp_warnings = throughput(runs)
-    comparisons = compare(runs, baseline, directions, columns)
-    report = Report(
-        results=str(results_dir), baseline=baseline, alpha=alpha, same_tolerance=same_tolerance, runs=runs,
-        series=series, aggregates=aggregate(runs, directions, columns), comparisons=comparisons,
-        claims=claims, variants=variants, rules=rule_verdicts(variants, list(dict.fromkeys(runs["protocol"]))),
-        throughput=tp, representation=representation_by_rule(comparisons, variants, alpha),
-        warnings=warnings + tp_warnings,
+    return Report(
+        results=str(results_dir), baseline=baseline, settings=settings, runs=runs, series=series,
+        aggregates=aggregate(runs, directions, columns),
+        comparisons=compare(runs, baseline, directions, columns, LOG_SCALE), claims=claims,
+        claim_verdicts=per_claim, rules=rule_verdicts(per_claim), variants=variant_table(runs, claims, baseline),
+        throughput=tp, representation=representation(runs, baseline, settings), warnings=warnings + tp_warnings,
     )
-    return report

@@ -7,25 +7,29 @@ metrics' declarations (schema 1 without ``metrics`` in spec.json) take them from
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
 from ganbench.errors import GanbenchError
+from ganbench.metrics.stability import fid_curve, plateau
 from ganbench.record import TRAINER_DIRECTIONS, RecordData, RunRecord, Unusable, run_dirs
 
 COLLAPSE_MODES = 1           # covering at most this many modes counts as collapse
 
 # Columns of the runs table that describe a run rather than measure it.
 META = ("protocol", "variant", "rule", "seed", "status", "device", "dataset", "description", "claim", "expects",
-        "steps", "step", "train_seconds", "run_dir", "git_commit")
+        "steps", "step", "train_seconds", "run_dir", "git_commit", "channels", "resolution", "trained_as")
 # Numbers in a metrics row that are bookkeeping, not results.
 NOT_METRICS = {"step", "images_seen", "interval_ips", "classifier_accuracy"}
 # Outcomes the report derives from a run's status and metrics: 0/1 per run, lower is better.
-DERIVED_DIRECTIONS: dict[str, bool | None] = {"collapsed": False, "diverged": False}
+DERIVED_DIRECTIONS: dict[str, bool | None] = {"collapsed": False, "diverged": False, "converged": None,
+                                              "probe_gain": True, "g_lr": None, "d_lr": None}
 COST_METRICS = ("train_ips", "sample_ips", "peak_mem_mb", "g_params", "d_params", "g_flops", "d_flops")
 
 
@@ -84,10 +88,15 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
             warnings.append(f"skipped {run_dir}: cannot be read ({exc})")
             continue
         mine = run_series(data, row)
-        if "fid_best" not in row:    # the stability metric was not run: the best FID from the curve
-            fids = [r["value"] for r in mine if r["metric"] == "fid" and math.isfinite(r["value"])]
-            if fids:
-                row["fid_best"] = min(fids)
+        fids = [r["value"] for r in mine if r["metric"] == "fid"]
+        if "fid_best" not in row and any(math.isfinite(f) for f in fids):   # stability not run: from the curve
+            row["fid_best"] = min(f for f in fids if math.isfinite(f))
+        if "converged" not in row:    # a record from before the stability metric recorded it: the same rule
+            row["converged"] = plateau(fid_curve(data.series))[1]
+        note = trained_as_now(data.spec)
+        if note:
+            warnings.append(f"{run_dir}: {note[1]}")
+            row["trained_as"], row["variant"] = row["variant"], note[0]
         rows.append(row)
         series += mine
         warnings += [f"{run_dir}: {n}" for n in data.notes]
@@ -143,7 +152,67 @@ def run_row(data: RecordData) -> dict[str, Any]:
         row[key] = _number(value) if not isinstance(value, str) else value
     row["diverged"] = 1.0 if data.status == "diverged" else 0.0
     row["collapsed"] = _collapsed(row)
+    row["channels"], row["resolution"] = proto.get("channels", 1), proto.get("resolution", 32)
+    lr_scale = proto.get("lr_scale", 1.0) or 1.0
+    for net in ("g", "d"):    # the learning rates it trained with: a confound when they differ from the baseline's
+        row[f"{net}_lr"] = _number(((variant.get("optim") or {}).get(net) or {}).get("lr", math.nan)) * lr_scale
+    if "probe_gain" not in row and isinstance(row.get("probe_acc"), float):   # probes from before probe_gain
+        row["probe_gain"] = row["probe_acc"] - row.get("probe_random_acc", math.nan)
     return row
+
+
+def trained_as_now(spec: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Variants are redefined now and then (the no-batchnorm arms gained BN's bias): a record whose networks
+    are not what its variant now builds is reported under the installed variant that builds exactly what it
+    trained (``no-bn`` from before the change is today's ``no-bn-bias-free``), else as "<name> (earlier
+    definition)", so it is never judged as the variant it no longer is. None (nothing changes) when the
+    record matches its variant, or its variant is not installed to compare with. Networks are compared by
+    what they are: every layer with its shapes and biases, the init scheme and the optimizer settings."""
+    from ganbench.arch import ArchSpec
+    from ganbench.errors import GanbenchError
+    from ganbench.plugins import catalog
+
+    variants = catalog().variants
+    name = (spec.get("variant") or {}).get("name")
+    if name not in variants:
+        return None
+    try:
+        proto = spec["protocol"]
+        base = ArchSpec(resolution=proto["resolution"], channels=proto["channels"], z_dim=proto["z_dim"],
+                        g_width=proto["g_width"], d_width=proto["d_width"])
+        recorded = (_signature(json.dumps(spec["arch"], sort_keys=True)),
+                    json.dumps(spec["variant"].get("optim"), sort_keys=True, default=str))
+    except (GanbenchError, KeyError, TypeError, ValueError):
+        return None
+
+    def builds(v) -> bool:
+        try:
+            return (_signature(json.dumps(asdict(v.arch_spec(base)), sort_keys=True), v.name if v.builder else ""),
+                    json.dumps(json.loads(json.dumps(asdict(v.optim))), sort_keys=True)) == recorded
+        except GanbenchError:
+            return False
+
+    if builds(variants.get(name)):
+        return None
+    same = [v.name for v in variants if v.builder is None and builds(v)]
+    label = same[0] if same else f"{name} (earlier definition)"
+    return label, f"trained as {name!r} with networks that {name!r} no longer builds; reported as {label!r}"
+
+
+@lru_cache(maxsize=256)
+def _signature(arch_json: str, builder: str = "") -> str:
+    """What an ArchSpec builds (the variant's own builder when ``builder`` names one): the networks' layers
+    with their shapes and biases, and the init scheme; built on the meta device, so it costs no memory."""
+    import torch
+
+    from ganbench.arch import ArchSpec, build
+    from ganbench.plugins import catalog
+
+    arch = ArchSpec(**json.loads(arch_json))
+    make = catalog().variants.get(builder).builder if builder else build
+    with torch.device("meta"):
+        G, D = make(arch)
+    return f"{G!r}\n{D!r}\ninit={arch.init}"
 
 
 def run_series(data: RecordData, row: Mapping[str, Any]) -> list[dict]:

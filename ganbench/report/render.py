@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ganbench.errors import one_line
 from ganbench.files import atomic_write_text
 from ganbench.report.load import ReportError
 from ganbench.report.tables import DisplayTable, display_tables
@@ -18,6 +19,7 @@ from ganbench.report.verdicts import definitions
 if TYPE_CHECKING:
     from ganbench.report import Report
 
+
 FORMATS = ("md", "csv", "html", "json")
 
 
@@ -25,8 +27,10 @@ def to_csv(report: Report) -> str:
     """The per-variant aggregate table (long form: a row per protocol, variant and metric)."""
     return report.aggregates.to_csv(index=False, float_format="%.17g")
 
+
 def _records(df: pd.DataFrame) -> list[dict]:
     return [{k: _json_value(v) for k, v in row.items()} for row in df.to_dict(orient="records")]
+
 
 def _json_value(v: Any) -> Any:
     if isinstance(v, dict):
@@ -40,30 +44,35 @@ def _json_value(v: Any) -> Any:
         return bool(v)
     return v
 
+
 def to_json(report: Report) -> str:
     doc = {
         "results": report.results, "baseline": report.baseline, "alpha": report.alpha,
-        "same_tolerance": report.same_tolerance, "definitions": definitions(report.alpha, report.same_tolerance),
-        "warnings": report.warnings, "rules": _records(report.rules), "variants": _records(report.variants),
-        "claims": _records(report.claims), "aggregates": _records(report.aggregates),
+        "correction": report.settings.correction, "equivalence_ratio": report.settings.margin,
+        "definitions": definitions(report.settings), "warnings": report.warnings, "rules": _records(report.rules),
+        "claim_verdicts": _records(report.claim_verdicts), "claims": _records(report.claims),
+        "variants": _records(report.variants), "aggregates": _records(report.aggregates),
         "comparisons": _records(report.comparisons), "throughput": _records(report.throughput),
         "representation": _records(report.representation), "runs": _records(report.runs),
     }
     return json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n"
 
+
 def _md_cell(s: str) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
+
 
 def _md_table(t: DisplayTable) -> str:
     lines = [f"### {t.title}", "", "| " + " | ".join(t.columns) + " |", "|" + "---|" * len(t.columns)]
     lines += ["| " + " | ".join(_md_cell(r.get(c, "")) for c in t.columns) + " |" for r in t.rows]
     return "\n".join(lines) + "\n"
 
+
 def to_markdown(report: Report) -> str:
     parts = [f"# ganbench report: {', '.join(report.protocols)}", "",
              f"{len(report.runs)} runs from `{report.results}`, baseline `{report.baseline}`.", ""]
     parts += [_md_table(t) for t in display_tables(report)]
-    parts += ["### Definitions", ""] + [f"- **{k}**: {v}" for k, v in definitions(report.alpha, report.same_tolerance).items()]
+    parts += ["### Definitions", ""] + [f"- **{k}**: {v}" for k, v in definitions(report.settings).items()]
     if report.warnings:
         parts += ["", "### Warnings", ""] + [f"- {_md_cell(w)}" for w in report.warnings]
     return "\n".join(parts) + "\n"
@@ -83,6 +92,7 @@ def render(report: Report, fmt: str) -> str:
         raise ReportError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
     return RENDERERS[fmt](report)
 
+
 def format_for(path: str | Path) -> str:
     """The format a file name asks for (.md, .csv, .html/.htm, .json)."""
     suffix = Path(path).suffix.lower().lstrip(".")
@@ -92,8 +102,14 @@ def format_for(path: str | Path) -> str:
                           f"({', '.join(FORMATS)}) or name the file .md, .csv, .html or .json")
     return suffix
 
+
 def write_report(report: Report, fmt: str, out: str | Path) -> Path:
     """Render and write atomically; returns the path."""
     out = Path(out)
-    atomic_write_text(out, render(report, fmt))   # with the usual file mode: a report is for sharing
+    text = render(report, fmt)
+    try:
+        atomic_write_text(out, text)   # with the usual file mode: a report is for sharing
+    except OSError as exc:
+        raise ReportError(f"--out {out}: cannot write there ({exc.strerror or one_line(exc)}: "
+                          f"{exc.filename or out})") from None
     return out

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
-from warnings import catch_warnings, simplefilter
+from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ganbench import statistics as st
 from ganbench.report.load import COST_METRICS
 
-BINARY = ("diverged", "d_wins", "collapsed")   # 0/1 outcomes per run: compared by Fisher's exact test
+# 0/1 outcomes per run: compared by Fisher's exact test
+BINARY = ("diverged", "d_wins", "collapsed", "failed_to_learn", "mode_collapse", "converged")
 
 
 def _finite(values: Iterable) -> np.ndarray:
     a = np.asarray(pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce"), dtype=float)
     return a[np.isfinite(a)]
 
+
 def _better_word(hib: bool | None) -> str:
     return {True: "higher", False: "lower"}.get(hib, "")
 
+
 AGGREGATE_COLUMNS = ["protocol", "variant", "rule", "metric", "better", "runs", "n", "mean", "std", "ci_low",
                      "ci_high", "median", "worst", "best"]
+
 
 def aggregate(runs: pd.DataFrame, directions: Mapping[str, bool | None], columns: Iterable[str]) -> pd.DataFrame:
     """Per (protocol, variant, metric) over seeds: runs, n (finite values), mean, std, 95% t-interval,
@@ -51,67 +55,28 @@ def aggregate(runs: pd.DataFrame, directions: Mapping[str, bool | None], columns
                         "worst": float(worst), "best": float(best)})
     return pd.DataFrame(out, columns=AGGREGATE_COLUMNS)
 
+
 COMPARE_COLUMNS = ["protocol", "variant", "rule", "metric", "better", "baseline", "n_baseline", "n_variant",
-                   "mean_baseline", "mean_variant", "diff", "rel", "test", "p_value", "mw_p", "observed"]
+                   "center_baseline", "center_variant", "scale", "estimate", "ci_low", "ci_high", "effect", "test",
+                   "p_value", "observed"]
 
-def _welch(a: np.ndarray, b: np.ndarray) -> tuple[float, str]:
-    if len(a) < 2 or len(b) < 2:
-        return math.nan, "welch"
-    if a.std() == 0 and b.std() == 0:   # no noise on either side: the t statistic is 0 or infinite
-        return (1.0 if a.mean() == b.mean() else 0.0), "exact (no variance)"
-    with catch_warnings():     # nearly identical values: scipy warns about precision, the p is still right
-        simplefilter("ignore", RuntimeWarning)
-        return float(stats.ttest_ind(a, b, equal_var=False).pvalue), "welch"
 
-def _mann_whitney(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 1 or len(b) < 1:
-        return math.nan
-    if np.all(a == a[0]) and np.all(b == a[0]):
-        return 1.0
-    with catch_warnings():
-        simplefilter("ignore", RuntimeWarning)
-        return float(stats.mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-def _fisher(a: np.ndarray, b: np.ndarray) -> float:
-    if len(a) < 1 or len(b) < 1:
-        return math.nan
-    ya, yb = int((a >= 0.5).sum()), int((b >= 0.5).sum())
-    return float(stats.fisher_exact([[ya, len(a) - ya], [yb, len(b) - yb]]).pvalue)
-
-def observed_direction(diff: float, hib: bool | None) -> str:
+def observed_direction(estimate: float, hib: bool | None) -> str:
     """"better" / "worse" by the metric's direction ("higher" / "lower" where it has none), "same" at 0."""
-    if not math.isfinite(diff):
+    if not math.isfinite(estimate):
         return ""
-    if diff == 0:
+    if estimate == 0:
         return "same"
     if hib is None:
-        return "higher" if diff > 0 else "lower"
-    return "better" if (diff > 0) == hib else "worse"
+        return "higher" if estimate > 0 else "lower"
+    return "better" if (estimate > 0) == hib else "worse"
 
-def compare_values(variant: np.ndarray, base: np.ndarray, metric: str, hib: bool | None) -> dict[str, Any]:
-    """The variant's values against the baseline's on one metric: means, difference (variant - baseline),
-    relative difference (over |baseline mean|), the test's p-value, Mann-Whitney's, observed direction."""
-    a, b = _finite(variant), _finite(base)
-    ma = float(a.mean()) if len(a) else math.nan
-    mb = float(b.mean()) if len(b) else math.nan
-    diff = ma - mb
-    if not math.isfinite(diff):
-        rel = math.nan
-    elif mb == 0:
-        rel = 0.0 if diff == 0 else math.copysign(math.inf, diff)
-    else:
-        rel = diff / abs(mb)
-    if metric in BINARY:
-        p, test = _fisher(a, b), "fisher"
-    else:
-        p, test = _welch(a, b)
-    return {"n_baseline": len(b), "n_variant": len(a), "mean_baseline": mb, "mean_variant": ma, "diff": diff,
-            "rel": rel, "test": test, "p_value": p, "mw_p": _mann_whitney(a, b) if metric not in BINARY else math.nan,
-            "observed": observed_direction(diff, hib)}
 
-def compare(runs: pd.DataFrame, baseline: str,
-            directions: Mapping[str, bool | None], columns: Iterable[str]) -> pd.DataFrame:
-    """Every variant against the baseline of its protocol, on every metric both recorded."""
+def compare(runs: pd.DataFrame, baseline: str, directions: Mapping[str, bool | None], columns: Iterable[str],
+            log_scale: Iterable[str] = ()) -> pd.DataFrame:
+    """Every variant against the baseline of its protocol, on every metric both recorded: the effect with
+    its 95% interval and an uncorrected p (descriptive: only the claims' primary endpoints are judged)."""
+    log_scale = set(log_scale)
     out = []
     for proto, g in runs.groupby("protocol", sort=False):
         base = g[g["variant"] == baseline]
@@ -122,10 +87,16 @@ def compare(runs: pd.DataFrame, baseline: str,
                 if len(_finite(v[m])) == 0 and len(_finite(base[m])) == 0:
                     continue
                 hib = directions.get(m)
+                c = (st.compare_binary(v[m], base[m]) if m in BINARY else
+                     st.compare_continuous(v[m], base[m], log_scale=m in log_scale))
                 out.append({"protocol": proto, "variant": variant, "rule": v["rule"].iloc[0], "metric": m,
-                            "better": _better_word(hib), "baseline": baseline,
-                            **compare_values(v[m].to_numpy(), base[m].to_numpy(), m, hib)})
+                            "better": _better_word(hib), "baseline": baseline, "n_baseline": c.n_b,
+                            "n_variant": c.n_a, "center_baseline": c.center_b, "center_variant": c.center_a,
+                            "scale": c.scale, "estimate": c.estimate, "ci_low": c.ci_low, "ci_high": c.ci_high,
+                            "effect": st.format_effect(c), "test": c.test, "p_value": c.p,
+                            "observed": observed_direction(c.estimate, hib)})
     return pd.DataFrame(out, columns=COMPARE_COLUMNS)
+
 
 def throughput(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Per (protocol, variant): training and sampling images/s, peak memory, parameters and FLOPs (means

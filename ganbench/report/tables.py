@@ -10,14 +10,13 @@ import numpy as np
 import pandas as pd
 
 from ganbench.report.load import COST_METRICS
-from ganbench.report.verdicts import _pct
 
 if TYPE_CHECKING:
     from ganbench.report import Report
 
 # The per-variant summary shows these, where recorded.
 SUMMARY_METRICS = ("fid", "fid_best", "kid_mean", "precision", "recall", "modes", "kl_modes",
-                   "sample_oscillation", "fid_auc", "probe_acc")
+                   "sample_oscillation", "fid_auc", "diversity", "probe_acc", "probe_gain")
 
 
 @dataclass
@@ -25,6 +24,7 @@ class DisplayTable:
     title: str
     columns: list[str]
     rows: list[dict[str, str]]
+
 
 def fmt_number(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
@@ -42,8 +42,10 @@ def fmt_number(v: Any) -> str:
         return f"{v:.4g}"
     return str(v)
 
+
 def _p(v: Any) -> str:
     return "-" if not (isinstance(v, float) and math.isfinite(v)) else f"{v:.3g}"
+
 
 def _mean_ci(agg: pd.DataFrame, proto: str, variant: str, metric: str) -> str:
     row = agg[(agg["protocol"] == proto) & (agg["variant"] == variant) & (agg["metric"] == metric)]
@@ -54,58 +56,75 @@ def _mean_ci(agg: pd.DataFrame, proto: str, variant: str, metric: str) -> str:
         return f"{fmt_number(r['mean'])} ± {fmt_number(r['ci_high'] - r['mean'])}"
     return fmt_number(r["mean"])
 
-COMPACT_SUMMARY = ("fid", "fid_best", "modes", "sample_oscillation", "probe_acc")
+
+COMPACT_SUMMARY = ("fid", "fid_best", "modes", "sample_oscillation", "probe_gain")
+# 0/1 outcomes counted per variant (those recorded): how many seeds had each
+OUTCOMES = ("diverged", "converged", "failed_to_learn", "mode_collapse", "d_wins", "collapsed")
+LABELS = {"fid": "fid (final)", "fid_best": "fid (best)", "probe_gain": "representation (probe gain)"}
+
+
+def _count(g: pd.DataFrame, m: str) -> str | None:
+    if m not in g:
+        return None
+    vals = pd.to_numeric(g[m], errors="coerce")
+    known = vals.notna() & np.isfinite(vals)
+    return f"{int((vals[known] >= 0.5).sum())}/{int(known.sum())}" if known.any() else None
+
 
 def display_tables(report: Report, compact: bool = False) -> list[DisplayTable]:
-    """The report's tables as rows of strings: rule verdicts, per-variant summary, claims, throughput.
-    ``compact`` (the terminal) leaves out the wordy columns and shows fewer metrics."""
+    """The report's tables as rows of strings: rule verdicts, the claims, per-variant summary, representation,
+    throughput. ``compact`` (the terminal) leaves out the wordy columns and shows fewer metrics."""
     tables = []
-    multi = len(report.protocols) > 1
-    p_col = ["protocol"] if multi else []
+    p_col = ["protocol"] if len(report.protocols) > 1 else []
+    s = report.settings
 
     rows = [{"protocol": r.protocol, "rule": r.rule, "verdict": r.verdict, "evidence": r.summary,
-             "paper's rule": r.paper_rule, "variants": r.variants} for r in report.rules.itertuples()]
-    tables.append(DisplayTable(f"Verdicts per rule (baseline {report.baseline}, alpha {report.alpha:g})",
-                               p_col + ["rule", "verdict", "evidence"] + ([] if compact else ["paper's rule"])
-                               + ["variants"], rows))
+             "paper's rule": r.paper_rule, "claims": r.claims} for r in report.rules.itertuples()]
+    tables.append(DisplayTable(f"Verdicts per rule (baseline {report.baseline}, alpha {s.alpha:g}, {s.correction} "
+                               f"correction)", p_col + ["rule", "verdict"] + ([] if compact else ["paper's rule"])
+                               + ["claims", "evidence"], rows))
+
+    rows = []
+    for c in report.claims.itertuples():
+        tested = c.verdict != "untested"
+        rows.append({"protocol": c.protocol, "claim": c.claim, "variant": c.variant,
+                     "vs": c.baseline, "endpoint": f"{c.metric} {c.expected}" if tested else str(c.metric),
+                     "effect": c.effect if tested else "-", "p": _p(c.p_value), "p adj": _p(c.p_adjusted),
+                     "test": c.test if tested else "-", "n": f"{c.n_variant:.0f} vs {c.n_baseline:.0f}" if tested else "-",
+                     "converged": f"{c.converged_variant} vs {c.converged_baseline}" if tested else "-",
+                     "confounded": c.confounded if tested and isinstance(c.confounded, str) else "",
+                     "verdict": c.verdict, "reason": c.reason})
+    tables.append(DisplayTable(
+        f"Claims: each variant against its baseline arm on the claim's primary endpoint (effect: variant / baseline "
+        f"for FID-like metrics, else variant - baseline; 95% interval; p adjusted by {s.correction})",
+        p_col + ["claim", "variant", "vs", "endpoint", "effect", "p", "p adj"] + ([] if compact else ["test"])
+        + ["n", "converged"] + ([] if compact else ["confounded"]) + ["verdict"] + ([] if compact else ["reason"]),
+        rows))
 
     agg = report.aggregates
     shown = [m for m in (COMPACT_SUMMARY if compact else SUMMARY_METRICS) if m in set(agg["metric"])]
+    outcomes = [m for m in OUTCOMES if m in report.runs and report.runs[m].notna().any()]
     rows = []
     for r in report.variants.itertuples():
         g = report.runs[(report.runs["protocol"] == r.protocol) & (report.runs["variant"] == r.variant)]
         row = {"protocol": r.protocol, "variant": r.variant, "rule": r.rule, "seeds": str(len(g)),
-               "diverged": f"{int(g['diverged'].sum())}/{len(g)}",
-               "collapsed": f"{int((g['collapsed'] == 1).sum())}/{int(g['collapsed'].notna().sum())}",
-               "verdict": r.verdict or "baseline"}
-        for m in shown:
-            row[m] = _mean_ci(agg, r.protocol, r.variant, m)
+               "confounded": r.confounded, "claims": r.verdict}
+        row.update({m: _count(g, m) or "-" for m in outcomes})
+        row.update({LABELS.get(m, m): _mean_ci(agg, r.protocol, r.variant, m) for m in shown})
         rows.append(row)
-    labels = {"fid": "fid (final)", "fid_best": "fid (best)", "probe_acc": "representation (probe)"}
-    columns = p_col + ["variant", "rule", "seeds", "diverged", "collapsed", *shown, "verdict"]
-    tables.append(DisplayTable("Per variant: mean ± 95% interval over seeds", columns,
-                               [{**r, **{labels.get(m, m): r[m] for m in shown}} for r in rows]))
-    tables[-1].columns = [labels.get(c, c) for c in columns]
-
-    rows = [{"protocol": c.protocol, "variant": c.variant, "rule": c.rule, "claim": f"{c.metric} {c.expected}",
-             "baseline": fmt_number(c.mean_baseline), "variant mean": fmt_number(c.mean_variant),
-             "diff": _pct(c.rel) if isinstance(c.rel, float) and math.isfinite(c.rel) else fmt_number(c.diff),
-             "p": _p(c.p_value), "test": c.test if isinstance(c.test, str) else "-", "MW p": _p(c.mw_p),
-             "n": f"{fmt_number(c.n_variant)} vs {fmt_number(c.n_baseline)}", "verdict": c.verdict, "reason": c.reason}
-            for c in report.claims.itertuples()]
-    tables.append(DisplayTable("Claims tested (variant vs baseline, final values)",
-                               p_col + ["variant", "rule", "claim", "baseline", "variant mean", "diff", "p"]
-                               + ([] if compact else ["test", "MW p"]) + ["n", "verdict"] + ([] if compact else ["reason"]), rows))
+    columns = (p_col + ["variant", "rule", "seeds", *outcomes, *[LABELS.get(m, m) for m in shown]]
+               + ([] if compact else ["confounded", "claims"]))
+    tables.append(DisplayTable("Per variant: mean ± 95% interval over seeds; outcomes as seeds with / seeds measured",
+                               columns, rows))
 
     if len(report.representation):
-        rows = [{"protocol": r.protocol, "rule": r.rule, "changed": r.changed, "paper's rule": r.paper_rule,
-                 "lower": str(r.lower), "higher": str(r.higher), "unchanged": str(r.unchanged), "variants": r.variants}
+        rows = [{"protocol": r.protocol, "rule": r.rule, "variant": r.variant, "effect": r.effect, "p": _p(r.p_value),
+                 "p adj": _p(r.p_adjusted), "test": r.test, "changed": r.changed}
                 for r in report.representation.itertuples()]
         tables.append(DisplayTable(
-            f"Representation: did breaking the rule change the probe's accuracy on D's features? "
-            f"(variant vs {report.baseline}, Welch p < {report.alpha:g})",
-            p_col + ["rule", "changed"] + ([] if compact else ["paper's rule"]) + ["lower", "higher", "unchanged",
-                                                                                    "variants"], rows))
+            f"Representation: did breaking the rule change what D learned? (probe gain: trained minus untrained D's "
+            f"accuracy; variant - {report.baseline}; p adjusted by {s.correction} across these comparisons)",
+            p_col + ["variant", "rule", "effect", "p", "p adj"] + ([] if compact else ["test"]) + ["changed"], rows))
 
     tp = report.throughput
     devices = ", ".join(dict.fromkeys(tp["device"])) if len(tp) else "-"

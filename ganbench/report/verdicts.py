@@ -1,27 +1,59 @@
-"""Verdicts: each variant's claims judged against the baseline, one verdict per variant and per rule, and
-whether breaking a rule changed the representation D learned."""
+"""Verdicts: each of the paper's claims judged on its one primary endpoint, claim by claim, then rule by rule.
+
+The claims come from the claims table (``ganbench.claims``: the paper's words, the variants that test each
+claim, its primary endpoint, the predicted direction and the arm compared with), and, for a variant that
+no claim names (a plugin's), from what its record states (``expects``, its first entry the primary
+endpoint). For each claim, protocol and variant that was run, the variant's final values are compared with
+the claim's baseline arm by ``ganbench.statistics``: FID-like metrics as a ratio of geometric means with a
+95% interval, others as a difference of means; an exact permutation test below 6 seeds per arm, Welch's
+t-test from 6, Fisher's exact test for 0/1 outcomes; "same" claims by equivalence (TOST). The p-values of
+all primary comparisons of a report are corrected together (Holm by default; the TOST p-values of "same"
+claims as their own family), and each comparison gets a verdict: supported, contradicted, inconclusive
+(with the smallest effect its seeds could detect) or underpowered (no outcome could have reached alpha
+at its seed counts). A claim no arm of the study can test is *untested*, with the reason.
+
+A claim tested by several variants, and a rule, combine their parts with ``statistics.combine``.
+Each comparison also says whether its runs converged (FID plateaued: ``metrics.stability.plateau``) and
+whether its arms differ by more than ``CONFOUND_RATIO`` in parameters, FLOPs or learning rate (the
+comparison is then confounded: the variant changes more than its rule).
+"""
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
-from ganbench.report.load import COLLAPSE_MODES
-from ganbench.report.stats import BINARY, _better_word, _finite, compare_values
+from ganbench import statistics as st
+from ganbench.claims import CLAIMS, Claim
+from ganbench.report.stats import BINARY, _better_word, _finite
 from ganbench.variants import RULES
 
-ALPHA = 0.05
-SAME_TOLERANCE = 0.10        # "same": |difference of means| <= 10% of the baseline's mean
-VERDICTS = ("supported", "contradicted", "inconclusive")
-REPRESENTATION = "probe_acc"   # the probe's accuracy on D's features (ganbench.metrics.probe): the paper's Table 1
+ALPHA = st.ALPHA
+CORRECTIONS = st.MULTIPLICITY
+EQUIVALENCE_RATIO = st.EQUIVALENCE_RATIO
+VERDICTS = st.VERDICTS
+REPRESENTATION = "probe_gain"   # trained minus untrained D's probe accuracy (ganbench.metrics.probe)
+LOG_SCALE = ("fid", "fid_best", "fid_auc", "kid_mean")   # positive ratio-scale metrics: compared as log ratios
+CONFOUND_RATIO = 1.25          # arms differing by more than this in a cost quantity: the comparison is confounded
+CONFOUND_QUANTITIES = ("g_params", "d_params", "g_flops", "d_flops", "g_lr", "d_lr")
 
 
-CLAIM_COLUMNS = ["protocol", "rule", "variant", "claim_metric", "metric", "expected", "better", "n_baseline",
-                 "n_variant", "mean_baseline", "mean_variant", "diff", "rel", "test", "p_value", "mw_p", "observed",
-                 "verdict", "reason"]
+@dataclass(frozen=True)
+class Settings:
+    alpha: float = ALPHA
+    correction: str = "holm"
+    margin: float = EQUIVALENCE_RATIO    # "same": the ratio of geometric means within [1/margin, margin]
+
+
+CLAIM_COLUMNS = ["protocol", "rule", "claim", "text", "variant", "baseline", "metric", "expected", "better", "n_variant",
+                 "n_baseline", "center_variant", "center_baseline", "scale", "estimate", "ci_low", "ci_high", "effect",
+                 "test", "p_value", "p_adjusted", "p_equivalence", "mde", "converged_variant", "converged_baseline",
+                 "confounded", "verdict", "reason"]
+
 
 def resolve_metric(name: str, columns: Iterable[str]) -> list[str]:
     """The recorded metrics a claim names: the metric itself, else every metric named ``name_*``."""
@@ -30,176 +62,217 @@ def resolve_metric(name: str, columns: Iterable[str]) -> list[str]:
         return [name]
     return [c for c in columns if c.startswith(name + "_")]
 
-def judge(expected: str, cmp: Mapping[str, Any], hib: bool | None, alpha: float = ALPHA,
-          same_tolerance: float = SAME_TOLERANCE) -> tuple[str, str]:
-    """(verdict, reason) for one claimed direction ("worse", "better", "same") and one comparison."""
-    p = cmp["p_value"]
-    n = f"n={cmp['n_variant']} vs {cmp['n_baseline']} baseline"
-    if not (isinstance(p, float) and math.isfinite(p)):
-        if cmp["n_variant"] == 0 or cmp["n_baseline"] == 0:
-            return "inconclusive", f"no finite values to compare ({n})"
-        return "inconclusive", f"too few seeds for a test ({n}; at least 2 per side)"
-    sig = p < alpha
-    ptxt = f"p={p:.3g} {'<' if sig else '>='} {alpha:g}"
-    if expected == "same":
-        rel = cmp["rel"]
-        if sig:
-            return "contradicted", f"differs significantly ({ptxt}, {_pct(rel)})"
-        if math.isfinite(rel) and abs(rel) <= same_tolerance:
-            return "supported", f"no significant difference ({ptxt}) and within {same_tolerance:.0%} ({_pct(rel)})"
-        return "inconclusive", f"not significant ({ptxt}) but the difference {_pct(rel)} exceeds {same_tolerance:.0%}"
-    if hib is None:
-        return "inconclusive", "the metric has no better direction"
-    obs = cmp["observed"]
-    if not sig:
-        return "inconclusive", f"not significant ({ptxt}; observed {obs or 'no difference'}, {n})"
-    if obs == expected:
-        return "supported", f"significantly {obs} ({ptxt}, {n})"
-    return "contradicted", f"significantly {obs}, not {expected} ({ptxt}, {n})"
 
-def _pct(rel: float) -> str:
-    return f"{rel:+.1%}" if isinstance(rel, float) and math.isfinite(rel) else "relative difference undefined"
+def study_claims(runs: pd.DataFrame, table: Iterable[Claim] = CLAIMS) -> list[Claim]:
+    """The claims table, then one claim per run variant that no claim names and whose record states an
+    expected effect (its first ``expects`` entry is its primary endpoint)."""
+    claims = list(table)
+    named = {v for c in claims for v in c.variants} | {c.baseline for c in claims}
+    for variant, g in runs.groupby("variant", sort=False):
+        expects = g["expects"].iloc[0] or {}
+        if variant in named or not expects:
+            continue
+        metric, direction = next(iter(expects.items()))
+        rule = str(g["rule"].iloc[0] or "-")
+        claims.append(Claim(f"{rule}.{variant}", rule, g["claim"].iloc[0] or g["description"].iloc[0],
+                            variants=(variant,), metric=metric, direction=direction))
+    return claims
 
-def combine(verdicts: Iterable[str]) -> str:
-    """Supported when at least one part supports and none contradicts; contradicted the other way round."""
-    c = Counter(verdicts)
-    if c["supported"] and not c["contradicted"]:
-        return "supported"
-    if c["contradicted"] and not c["supported"]:
-        return "contradicted"
-    return "inconclusive"
 
-def judge_claims(runs: pd.DataFrame, baseline: str, alpha: float, same_tolerance: float,
-                 directions: Mapping[str, bool | None], columns: Iterable[str]) -> pd.DataFrame:
-    """One row per (variant, claimed metric, recorded metric it names): the numbers and the verdict."""
-    cols = list(columns)
+def _converged(g: pd.DataFrame) -> str:
+    if "converged" not in g:
+        return "-"
+    vals = _finite(g["converged"])
+    return f"{int(vals.sum())}/{len(g)}" if len(vals) else "-"
+
+
+def confounds(variant: pd.DataFrame, baseline: pd.DataFrame) -> str:
+    """The cost quantities whose means differ by more than CONFOUND_RATIO between the arms, e.g. "g_params
+    6.4x, d_lr 5x"; empty when none does (or none was recorded)."""
     out = []
-    for proto, g in runs.groupby("protocol", sort=False):
-        base = g[g["variant"] == baseline]
-        for variant, v in g[g["variant"] != baseline].groupby("variant", sort=False):
-            expects = v["expects"].iloc[0] or {}
-            head = {"protocol": proto, "rule": v["rule"].iloc[0], "variant": variant}
-            for claim_metric, expected in expects.items():
-                row = {**head, "claim_metric": claim_metric, "expected": expected}
-                if base.empty:
-                    out.append({**row, "metric": claim_metric, "verdict": "inconclusive",
-                                "reason": f"baseline {baseline!r} was not run under protocol {proto!r}"})
-                    continue
-                named = resolve_metric(claim_metric, cols)
-                names = [c for c in named if len(_finite(v[c])) or len(_finite(base[c]))]
-                if not names:
-                    reason = ("metric not recorded" if not named else
-                              f"{', '.join(named)} recorded but never finite (too few evaluations?)")
-                    out.append({**row, "metric": claim_metric, "verdict": "inconclusive", "reason": reason})
-                    continue
-                for m in names:
-                    hib = directions.get(m)
-                    cmp = compare_values(v[m].to_numpy(), base[m].to_numpy(), m, hib)
-                    verdict, reason = judge(expected, cmp, hib, alpha, same_tolerance)
-                    if m not in BINARY and v["diverged"].sum() and cmp["n_variant"] < len(v):
-                        reason += f"; {int(v['diverged'].sum())} of {len(v)} variant runs diverged and have no {m}"
-                    out.append({**row, "metric": m, "better": _better_word(hib), **cmp,
-                                "verdict": verdict, "reason": reason})
-    return pd.DataFrame(out, columns=CLAIM_COLUMNS)
+    for q in CONFOUND_QUANTITIES:
+        if q not in variant or q not in baseline:
+            continue
+        a, b = _finite(variant[q]), _finite(baseline[q])
+        if len(a) and len(b) and a.mean() > 0 and b.mean() > 0:
+            ratio = a.mean() / b.mean()
+            if ratio > CONFOUND_RATIO or ratio < 1 / CONFOUND_RATIO:
+                out.append(f"{q} {ratio:.3g}x")
+    return ", ".join(out)
 
-def variant_verdicts(runs: pd.DataFrame, claims: pd.DataFrame, baseline: str = "dcgan") -> pd.DataFrame:
-    """One row per variant run (the baseline and plugin variants included): its verdict over its claims."""
+
+def _comparison(v: np.ndarray, b: np.ndarray, metric: str, alpha: float) -> st.Comparison:
+    if metric in BINARY:
+        return st.compare_binary(v, b, alpha=alpha)
+    return st.compare_continuous(v, b, log_scale=metric in LOG_SCALE, alpha=alpha)
+
+
+def judge_claims(runs: pd.DataFrame, directions: Mapping[str, bool | None], columns: Iterable[str],
+                 settings: Settings = Settings(), claims: Iterable[Claim] | None = None) -> pd.DataFrame:
+    """One row per (protocol, claim, variant): the comparison on the claim's primary endpoint and its
+    verdict; untested claims get one row each with the reason."""
+    columns = list(columns)
+    claims = study_claims(runs) if claims is None else list(claims)
+    rows: list[dict] = []
+    pending: list[tuple[dict, st.Comparison, st.Equivalence | None, bool | None]] = []
+    for proto, g in runs.groupby("protocol", sort=False):
+        channels, resolution = int(g["channels"].iloc[0] or 1), int(g["resolution"].iloc[0] or 32)
+        present = set(g["variant"])
+        for claim in claims:
+            head = {"protocol": proto, "rule": claim.rule, "claim": claim.id, "text": claim.text,
+                    "baseline": claim.baseline, "metric": claim.metric, "expected": claim.direction}
+            why = claim.untested_reason(channels, resolution)
+            ran = [v for v in claim.variants if v in present]
+            if not why and not ran:
+                why = f"not run in this study (variants: {', '.join(claim.variants)})"
+            if not why and claim.baseline not in present:
+                why = f"its baseline arm {claim.baseline!r} was not run"
+            named = resolve_metric(claim.metric, columns) if not why else []
+            if not why and not named:
+                why = f"{claim.metric} not recorded"
+            if why:
+                rows.append({**head, "variant": ", ".join(claim.variants), "verdict": "untested", "reason": why})
+                continue
+            base = g[g["variant"] == claim.baseline]
+            for variant in ran:
+                v = g[g["variant"] == variant]
+                for metric in named:
+                    hib = directions.get(metric)
+                    c = _comparison(v[metric].to_numpy(), base[metric].to_numpy(), metric, settings.alpha)
+                    eq = None
+                    if claim.direction == "same":
+                        margin = math.log(settings.margin) if c.scale == st.LOG_RATIO else None
+                        eq = st.equivalence(v[metric].to_numpy(), base[metric].to_numpy(),
+                                            log_scale=c.scale == st.LOG_RATIO, margin=margin, alpha=settings.alpha)
+                    row = {**head, "variant": variant, "metric": metric, "better": _better_word(hib),
+                           "n_variant": c.n_a, "n_baseline": c.n_b, "center_variant": c.center_a,
+                           "center_baseline": c.center_b, "scale": c.scale, "estimate": c.estimate,
+                           "ci_low": c.ci_low, "ci_high": c.ci_high, "effect": st.format_effect(c),
+                           "test": c.test, "p_value": c.p, "mde": c.mde_ratio if c.scale == st.LOG_RATIO else c.mde,
+                           "p_equivalence": eq.p if eq else math.nan,
+                           "converged_variant": _converged(v), "converged_baseline": _converged(base),
+                           "confounded": confounds(v, base)}
+                    rows.append(row)
+                    pending.append((row, c, eq, hib))
+    # multiplicity: every primary comparison of the report together; "same" claims' TOST p as their own family
+    adjusted = st.adjust_pvalues([c.p for _, c, _, _ in pending], settings.correction)
+    tost = [i for i, (_, _, eq, _) in enumerate(pending) if eq is not None]
+    tost_adjusted = dict(zip(tost, st.adjust_pvalues([pending[i][2].p for i in tost], settings.correction)))
+    for i, (row, c, eq, hib) in enumerate(pending):
+        verdict = st.judge(row["expected"], hib, c, p_adjusted=adjusted[i], equivalence=eq,
+                           p_equivalence_adjusted=tost_adjusted.get(i), alpha=settings.alpha)
+        reason = verdict.reason
+        unconverged = [f"{arm} {k}" for arm, k in (("variant", row["converged_variant"]),
+                                                  ("baseline", row["converged_baseline"]))
+                       if k != "-" and k.split("/")[0] != k.split("/")[1]]
+        if unconverged:
+            reason += f"; drawn from unconverged runs (converged: {', '.join(unconverged)})"
+        if row["confounded"]:
+            reason += f"; confounded: the arms differ in {row['confounded']}"
+        row.update(p_adjusted=adjusted[i], verdict=verdict.verdict, reason=reason)
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+def claim_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
+    """One row per (protocol, claim): its verdict over the variants that test it."""
+    out = []
+    for (proto, claim), g in claims.groupby(["protocol", "claim"], sort=False):
+        v = st.combine(g["verdict"])
+        parts = "; ".join(f"{r.variant}: {r.verdict}" + (f" ({r.effect})" if isinstance(r.effect, str) else "")
+                          for r in g.itertuples())
+        out.append({"protocol": proto, "rule": g["rule"].iloc[0], "claim": claim, "metric": g["metric"].iloc[0],
+                    "expected": g["expected"].iloc[0], "verdict": v.verdict, "variants": parts})
+    return pd.DataFrame(out, columns=["protocol", "rule", "claim", "metric", "expected", "verdict", "variants"])
+
+
+def rule_text(rule: str, claims: Iterable[Claim]) -> str:
+    if rule in RULES:
+        return RULES[rule][0]
+    return next((c.text for c in claims if c.rule == rule), "")
+
+
+def rule_verdicts(per_claim: pd.DataFrame) -> pd.DataFrame:
+    """One row per (protocol, rule): ``statistics.combine`` over its claims."""
+    out = []
+    for (proto, rule), g in per_claim.groupby(["protocol", "rule"], sort=False):
+        v = st.combine(g["verdict"])
+        out.append({"protocol": proto, "rule": rule, "paper_rule": rule_text(rule, CLAIMS), "verdict": v.verdict,
+                    "summary": v.reason,
+                    "claims": "; ".join(f"{r.claim} {r.verdict}" for r in g.itertuples())})
+    return pd.DataFrame(out, columns=["protocol", "rule", "paper_rule", "verdict", "summary", "claims"])
+
+
+def variant_table(runs: pd.DataFrame, claims: pd.DataFrame, baseline: str) -> pd.DataFrame:
+    """One row per variant run: seeds, how many converged, what confounds it against the baseline, and
+    the verdicts of the claims it takes part in."""
     out = []
     for (proto, variant), g in runs.groupby(["protocol", "variant"], sort=False):
+        base = runs[(runs["protocol"] == proto) & (runs["variant"] == baseline)]
         mine = claims[(claims["protocol"] == proto) & (claims["variant"] == variant)]
-        if variant == baseline:
-            verdict, detail = "", "baseline"
-        elif mine.empty:
-            verdict, detail = "inconclusive", "the variant states no expected effect"
-        else:
-            per_claim = {k: combine(c["verdict"]) for k, c in mine.groupby("claim_metric", sort=False)}
-            verdict = combine(per_claim.values())
-            detail = "; ".join(f"{k} {mine[mine['claim_metric'] == k]['expected'].iloc[0]}: {v}"
-                               for k, v in per_claim.items())
-        out.append({"protocol": proto, "rule": g["rule"].iloc[0], "variant": variant, "description": g["description"].iloc[0],
-                    "runs": len(g), "verdict": verdict, "claims": detail})
-    return pd.DataFrame(out, columns=["protocol", "rule", "variant", "description", "runs", "verdict", "claims"])
+        out.append({"protocol": proto, "rule": g["rule"].iloc[0], "variant": variant,
+                    "description": g["description"].iloc[0], "runs": len(g), "converged": _converged(g),
+                    "confounded": "" if variant == baseline else confounds(g, base),
+                    "verdict": "baseline" if variant == baseline else
+                    ("; ".join(f"{r.claim} {r.verdict}" for r in mine.itertuples()) or "no claim")})
+    return pd.DataFrame(out, columns=["protocol", "rule", "variant", "description", "runs", "converged", "confounded",
+                                      "verdict"])
 
-def rule_verdicts(variants: pd.DataFrame, protocols: Iterable[str]) -> pd.DataFrame:
-    """One row per (protocol, rule R1..R6): supported when more than half of the rule's variants that were
-    run support it and none contradicts it; contradicted the other way round; otherwise inconclusive."""
-    out = []
-    for proto in protocols:
-        for rule, (text, claim) in RULES.items():
-            mine = variants[(variants["protocol"] == proto) & (variants["rule"] == rule)]
-            c = Counter(mine["verdict"])
-            n = len(mine)
-            if n == 0:
-                verdict, summary = "inconclusive", "no variant of this rule was run"
-            else:
-                if c["supported"] * 2 > n and not c["contradicted"]:
-                    verdict = "supported"
-                elif c["contradicted"] * 2 > n and not c["supported"]:
-                    verdict = "contradicted"
-                else:
-                    verdict = "inconclusive"
-                summary = (f"supported by {c['supported']}/{n} variants, contradicted by {c['contradicted']}, "
-                           f"inconclusive {c['inconclusive']}")
-            out.append({"protocol": proto, "rule": rule, "paper_rule": text, "paper_claim": claim, "verdict": verdict,
-                        "variants_run": n, "supported": c["supported"], "contradicted": c["contradicted"],
-                        "inconclusive": c["inconclusive"], "summary": summary,
-                        "variants": ", ".join(f"{r.variant} ({r.verdict})" for r in mine.itertuples())})
-    return pd.DataFrame(out, columns=["protocol", "rule", "paper_rule", "paper_claim", "verdict", "variants_run",
-                                      "supported", "contradicted", "inconclusive", "summary", "variants"])
 
-REPRESENTATION_COLUMNS = ["protocol", "rule", "paper_rule", "changed", "variants_run", "lower", "higher", "unchanged",
-                          "variants"]
+REPRESENTATION_COLUMNS = ["protocol", "rule", "variant", "n_variant", "n_baseline", "effect", "test", "p_value",
+                          "p_adjusted", "changed"]
 
-def representation_by_rule(comparisons: pd.DataFrame, variants: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
-    """Per (protocol, rule): did breaking the rule change the probe's accuracy on D's features? Each variant
-    against the baseline on ``probe_acc`` (Welch's t-test over seeds): "lower" or "higher" at p < alpha,
-    else "unchanged". The rule's answer: "yes" when any variant changed it, "no" when every variant was
-    tested and none did, "unknown" when the probe was not recorded or too few seeds for a test. Empty when
-    no run recorded the probe."""
-    mine = comparisons[comparisons["metric"] == REPRESENTATION]
-    if mine.empty:
+
+def representation(runs: pd.DataFrame, baseline: str, settings: Settings = Settings()) -> pd.DataFrame:
+    """Did breaking a rule change what D learned? Each variant's probe gain (trained minus untrained D's
+    accuracy, the untrained figure from each run's own initialisation) against the baseline's: the
+    difference with its interval, an exact test below 6 seeds, corrected across the variants of the report
+    as one family (secondary to the claims). Empty when no run recorded the probe."""
+    if REPRESENTATION not in runs or not len(_finite(runs[REPRESENTATION])):
         return pd.DataFrame(columns=REPRESENTATION_COLUMNS)
-    out = []
-    for proto in dict.fromkeys(variants["protocol"]):
-        for rule, (text, _claim) in RULES.items():
-            ran = variants[(variants["protocol"] == proto) & (variants["rule"] == rule)]["variant"].tolist()
-            if not ran:
-                continue
-            counts, words, tested = Counter(), [], 0
-            for name in ran:
-                c = mine[(mine["protocol"] == proto) & (mine["variant"] == name)]
-                if c.empty or not math.isfinite(c["p_value"].iloc[0]):
-                    words.append(f"{name}: no test")
-                    continue
-                c = c.iloc[0]
-                tested += 1
-                change = ("lower" if c["diff"] < 0 else "higher") if c["p_value"] < alpha else "unchanged"
-                counts[change] += 1
-                words.append(f"{name}: {change} ({c['mean_variant']:.3f} vs {c['mean_baseline']:.3f}, "
-                             f"p={c['p_value']:.2g})")
-            changed = "yes" if counts["lower"] or counts["higher"] else ("no" if tested == len(ran) else "unknown")
-            out.append({"protocol": proto, "rule": rule, "paper_rule": text, "changed": changed,
-                        "variants_run": len(ran), "lower": counts["lower"], "higher": counts["higher"],
-                        "unchanged": counts["unchanged"], "variants": "; ".join(words)})
-    return pd.DataFrame(out, columns=REPRESENTATION_COLUMNS)
+    rows, comps = [], []
+    for proto, g in runs.groupby("protocol", sort=False):
+        base = g[g["variant"] == baseline][REPRESENTATION].to_numpy()
+        for variant, v in g[g["variant"] != baseline].groupby("variant", sort=False):
+            c = st.compare_continuous(v[REPRESENTATION].to_numpy(), base, alpha=settings.alpha)
+            rows.append({"protocol": proto, "rule": v["rule"].iloc[0], "variant": variant, "n_variant": c.n_a,
+                         "n_baseline": c.n_b, "effect": st.format_effect(c), "test": c.test, "p_value": c.p,
+                         "estimate": c.estimate})
+            comps.append(c)
+    adjusted = st.adjust_pvalues([c.p for c in comps], settings.correction)
+    for row, p in zip(rows, adjusted):
+        row["p_adjusted"] = p
+        row["changed"] = ("no test" if not math.isfinite(p) else
+                          ("lower" if row["estimate"] < 0 else "higher") if p < settings.alpha else "no change shown")
+    return pd.DataFrame(rows, columns=REPRESENTATION_COLUMNS)
 
-def definitions(alpha: float = ALPHA, same_tolerance: float = SAME_TOLERANCE) -> dict[str, str]:
+
+def definitions(settings: Settings) -> dict[str, str]:
+    m = settings.margin
     return {
+        "primary endpoint": "each claim is judged on one metric only (the claims table); the other metrics are "
+                            "descriptive",
+        "effect": "FID, KID and the FID curve's area as the ratio of geometric means (variant / baseline) with a 95% "
+                  "Welch t-interval on the logs, e.g. 1.31x [1.12, 1.54]; other metrics as a difference of means "
+                  "(0/1 outcomes: of proportions, Newcombe's interval)",
+        "test": "an exact permutation test when an arm has fewer than 6 seeds (its p is never below 2/C(n_a+n_b, n_a): "
+                "0.1 at 3 vs 3), Welch's t-test from 6; Fisher's exact test for 0/1 outcomes (diverged, collapsed)",
+        "correction": f"{settings.correction} across the report's primary comparisons (TOST p-values of 'same' claims as "
+                      f"their own family); alpha {settings.alpha:g}",
+        "supported": "worse/better: significant after correction in the predicted direction; same: equivalent by TOST "
+                     f"within [{1 / m:.3f}, {m:.3f}]x",
+        "contradicted": "significant after correction the other way (same: a significant difference)",
+        "inconclusive": "neither; the reason gives the smallest effect detectable at 80% power with these seeds",
+        "underpowered": "no outcome could have been significant at these seed counts (e.g. 3 vs 3 with an exact test: "
+                        "p >= 0.1), or, for 'same', the detectable effect is wider than the margin",
+        "untested": "no arm of this study can test the claim: the reason says what it needs",
+        "rule verdict": "from its tested claims: supported when at least one is supported and none contradicted; "
+                        "contradicted the other way round; inconclusive when they disagree or none is decided; "
+                        "underpowered when every tested claim was",
+        "converged": "a run whose FID curve plateaued (ganbench.metrics.stability.plateau); a verdict from runs that "
+                     "did not says so",
+        "confounded": f"the arms' mean parameters, FLOPs or learning rates differ by more than {CONFOUND_RATIO}x",
         "diverged": "the run's losses became non-finite; it has no quality metrics (FID is missing, not zero)",
-        "collapsed": f"the run covers at most {COLLAPSE_MODES} mode of the data, or D won outright (d_wins = 1)",
-        "interval": "mean +- Student's t 95% interval over seeds (n-1 degrees of freedom)",
-        "worst": "the worst seed's value by the metric's direction",
-        "test": ("Welch's t-test on the seeds' final values (Fisher's exact test on counts for diverged, "
-                 "collapsed, d_wins); Mann-Whitney U is shown as a check; no correction for multiple claims"),
-        "supported": (f"worse/better: significant at p < {alpha:g} in the claimed direction; same: not significant "
-                      f"and the difference of means within {same_tolerance:.0%} of the baseline's mean"),
-        "contradicted": f"worse/better: significant at p < {alpha:g} the other way; same: significant",
-        "inconclusive": "anything else (not significant, too few seeds, metric not recorded)",
-        "variant verdict": "supported when at least one claim is supported and none contradicted; contradicted "
-                           "the other way round; otherwise inconclusive",
-        "representation": (f"the probe's test accuracy (linear L2-SVM on D's conv features max-pooled to 4x4, the "
-                           f"paper's Table 1); a rule changed it when a variant differs from the baseline at "
-                           f"p < {alpha:g} (Welch)"),
-        "rule verdict": "supported when more than half of the rule's variants that were run support it and none "
-                        "contradicts it; contradicted the other way round; otherwise inconclusive",
+        "representation": "probe gain: the linear probe's accuracy on the trained D's features minus an untrained D's "
+                          "of the same architecture and seed (the paper's Table 1, less what the architecture gives "
+                          "for free)",
     }

@@ -1,0 +1,42 @@
+"""``ganbench plan``: size a study from a pilot. For each primary claim of the records: the observed effect
+with its interval, the smallest effect the seeds used could detect (80% power, alpha two-sided), and the
+seeds per arm needed to detect a given change in FID (default 1.2x) from the two arms' pooled spread of
+log-FID (noncentral t, ``ganbench.statistics.seeds_needed_for_ratio``)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from ganbench import statistics as st
+from ganbench.report import build_report
+from ganbench.report.stats import _finite
+
+PLAN_COLUMNS = ["protocol", "claim", "variant", "vs", "endpoint", "effect", "n", "mde", "log_fid_sd",
+                "seeds_for_ratio", "verdict"]
+
+
+def plan(results_dir: str | Path, protocol: str | Iterable[str] | None = None, baseline: str = "dcgan",
+         ratio: float = st.DEFAULT_RATIO, alpha: float = st.ALPHA) -> pd.DataFrame:
+    """One row per tested primary comparison (see the module docstring)."""
+    report = build_report(results_dir, baseline, protocol, alpha)
+    runs = report.runs
+    out = []
+    for c in report.claims[report.claims["verdict"] != "untested"].itertuples():
+        arms = [runs[(runs["protocol"] == c.protocol) & (runs["variant"] == name)] for name in (c.variant, c.baseline)]
+        logs = [np.log(v[v > 0]) for v in (_finite(a["fid"]) if "fid" in a else np.array([]) for a in arms)]
+        sd = st.pooled_sd(*logs) if all(len(x) >= 2 for x in logs) else math.nan
+        needed = st.seeds_needed_for_ratio(sd, ratio, alpha) if math.isfinite(sd) and sd > 0 else None
+        mde = c.mde
+        mde_text = "-" if not (isinstance(mde, float) and math.isfinite(mde)) else (
+            f"{mde:.2f}x" if c.scale == st.LOG_RATIO else
+            f"{mde:.0%} of runs" if c.test.startswith("fisher") else f"{mde:.3g}")
+        out.append({"protocol": c.protocol, "claim": c.claim, "variant": c.variant, "vs": c.baseline,
+                    "endpoint": f"{c.metric} {c.expected}", "effect": c.effect,
+                    "n": f"{c.n_variant:.0f} vs {c.n_baseline:.0f}", "mde": mde_text,
+                    "log_fid_sd": sd, "seeds_for_ratio": needed if needed is not None else "-", "verdict": c.verdict})
+    return pd.DataFrame(out, columns=PLAN_COLUMNS)
