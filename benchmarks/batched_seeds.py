@@ -20,7 +20,7 @@ import torch
 
 from ganbench.batched import SeedStack
 from ganbench.protocol import resolve
-from ganbench.results import RunSpec
+from ganbench.record import RunSpec
 from ganbench.train import STEP_STATS, Trainer
 
 

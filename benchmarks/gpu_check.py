@@ -47,7 +47,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import torch  # noqa: E402
 
-from ganbench.results import atomic_write_text, write_json  # noqa: E402
+from ganbench.files import atomic_write_text, write_json  # noqa: E402
 
 PEAK_BF16_DENSE = 989e12   # FLOP/s: H100 / H200 SXM, dense bf16 tensor cores (NVIDIA's datasheet; 1979 is with sparsity)
 DRY = "CPU DRY RUN"
@@ -273,7 +273,7 @@ class Check:
     def throughput(self, rows) -> dict:
         from throughput import ganbench_loop, reference_loop
 
-        from ganbench.results import RunSpec
+        from ganbench.record import RunSpec
         from ganbench.train import Trainer
 
         steps, reps = (2, 1) if self.args.quick else (self.args.steps, 2)
@@ -309,7 +309,7 @@ class Check:
 
         from ganbench.batched import SeedStack
         from ganbench.device import resolve_precision
-        from ganbench.results import RunSpec
+        from ganbench.record import RunSpec
         from ganbench.train import Trainer
 
         precision = resolve_precision("auto", self.device)[0]
@@ -399,7 +399,8 @@ class Check:
     # -- 7. model FLOPs utilisation -------------------------------------------------------------------------
 
     def flops(self) -> dict[int, dict]:
-        from ganbench.arch import ArchSpec, build, flops_per_image
+        from ganbench.arch import ArchSpec, build
+        from ganbench.layers import flops_per_image
 
         out = {}
         for _, res, width, _ in self.configs:
@@ -428,7 +429,7 @@ class Check:
                              "step_tflops": round(r[ips_key] * f["step"] / 1e12, 2),
                              "hfu_percent": round(100 * r[ips_key] * f["step"] / PEAK_BF16_DENSE, 3)})
         return {"rows": rows, "flops_per_image": fl, "peak_flops": PEAK_BF16_DENSE,
-                "definition": "model FLOPs per image = 3 x (G forward + D forward), ganbench.arch.flops_per_image "
+                "definition": "model FLOPs per image = 3 x (G forward + D forward), ganbench.layers.flops_per_image "
                               "(a multiply-add is 2 FLOPs); MFU = img/s x that / 989 TFLOP/s, the H100/H200 SXM dense "
                               "bf16 peak, for fp32 rows too (their own peak is lower: 67 TFLOP/s fp32, 495 TF32). "
                               "Step FLOPs = 3 x G + 8 x D forward-equivalents, what ganbench's step really does (D on real "
@@ -656,7 +657,7 @@ def render_summary(c: Check) -> str:
 
 def worker(spec: dict) -> None:
     from ganbench.protocol import resolve
-    from ganbench.results import RunSpec
+    from ganbench.record import RunSpec
     from ganbench.train import STEP_STATS, Trainer
 
     proto = resolve("smoke", [f'dataset="{spec["dataset"]}"', f"resolution={spec['res']}", "channels=3",

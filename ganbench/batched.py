@@ -45,7 +45,7 @@ from ganbench.data import load_dataset, to_float
 from ganbench.device import resolve_device, resolve_precision
 from ganbench.plugins import catalog
 from ganbench.protocol import Protocol
-from ganbench.results import RunSpec
+from ganbench.record import RunSpec
 from ganbench.train import PURPOSE_NOISE, STEP_STATS, BatchStream, Trainer, _rng, seed_everything
 
 

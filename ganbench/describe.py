@@ -10,7 +10,8 @@ import dataclasses
 
 import torch
 
-from ganbench.arch import ArchSpec, count_params, flops_per_image, layer_table
+from ganbench.arch import ArchSpec
+from ganbench.layers import count_params, flops_per_image, layer_table
 from ganbench.variants import CONFOUND_RATIO, Variant, confound_ratios, confounded
 
 

@@ -62,6 +62,7 @@ class Protocol:
     device: str = "auto"            # "auto" (cuda if available), "cpu" or "cuda"
     threads: int = 0                # torch CPU threads (0: torch's default)
     channels_last: bool = True      # channels-last memory format for G, D and batches (faster convolutions)
+    compile: bool = False           # torch.compile G's and D's training passes (off until a GPU shows it pays)
     source: str = ""                # where the protocol came from (preset name or file), for messages
 
     def __post_init__(self):

@@ -82,7 +82,7 @@ class RunSpec:
     def identity(self) -> dict[str, Any]:
         """Everything that determines the result (not where it is stored, nor the device or threads)."""
         proto = self.protocol.to_dict()
-        for key in ("source", "description", "device", "threads", "seeds"):
+        for key in ("source", "description", "device", "threads", "seeds", "compile"):   # how, not what
             proto.pop(key)
         if proto["precision"] == "auto":   # what it will train at here: fp32 and bf16 runs are different results
             from ganbench.device import resolve_device, resolve_precision

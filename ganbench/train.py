@@ -155,6 +155,8 @@ class Trainer:
         if p.channels_last:
             _keep_grad_layouts(self.G)
             _keep_grad_layouts(self.D)
+        # the training passes, compiled when the protocol asks (weights, checkpoints and evaluation use G and D)
+        self.g_train, self.d_train = ((torch.compile(self.G), torch.compile(self.D)) if p.compile else (self.G, self.D))
         o, scale = self.variant.optim, p.lr_scale
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.g.lr * scale, betas=o.g.betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=o.d.lr * scale, betas=o.d.betas)
@@ -191,18 +193,25 @@ class Trainer:
         state, losses and evaluation stay fp32); a no-op context at fp32."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """A CPU tensor (indices, noise) to the training device; on CUDA through pinned memory without
+        waiting for the copy, so the step has no host sync."""
+        if self.device.type == "cuda":
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t
+
     def train_step(self, step: int, acc: torch.Tensor) -> None:
         p = self.protocol
-        x = to_float(self.data[self.stream.indices(step).to(self.device)]).contiguous(memory_format=self.memory_format)
-        z = torch.randn(p.batch_size, p.z_dim, generator=_rng(self.spec.seed, PURPOSE_NOISE, step)).to(self.device)
+        x = to_float(self.data[self._to_device(self.stream.indices(step))]).contiguous(memory_format=self.memory_format)
+        z = self._to_device(torch.randn(p.batch_size, p.z_dim, generator=_rng(self.spec.seed, PURPOSE_NOISE, step)))
         ones = torch.ones(p.batch_size, device=self.device)
         zeros = torch.zeros(p.batch_size, device=self.device)
 
         # D: maximise log D(x) + log(1 - D(G(z)))
         self.opt_d.zero_grad(set_to_none=True)
         with self._autocast():
-            fake = self.G(z)
-            d_real, d_fake = self.D(x).float(), self.D(fake.detach()).float()
+            fake = self.g_train(z)
+            d_real, d_fake = self.d_train(x).float(), self.d_train(fake.detach()).float()
         d_loss = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
         d_loss.backward()
         d_norm = _grad_norm(self.D)
@@ -213,7 +222,7 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         self.D.requires_grad_(False)
         with self._autocast():
-            d_on_fake = self.D(fake).float()
+            d_on_fake = self.d_train(fake).float()
         g_loss = F.binary_cross_entropy_with_logits(d_on_fake, ones)
         g_loss.backward()
         self.D.requires_grad_(True)

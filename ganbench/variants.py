@@ -20,7 +20,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ganbench.arch import ArchSpec, build, count_params, flops_per_image
+from ganbench.arch import ArchSpec, build
+from ganbench.layers import count_params, flops_per_image
 from ganbench.errors import SpecError
 from ganbench.hookspecs import hookimpl
 

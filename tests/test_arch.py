@@ -4,8 +4,8 @@ from torch import nn
 
 import math
 
-from ganbench.arch import (ArchSpec, Maxout, build, count_params, discriminator_plan, fan_in, flops_per_image,
-                           generator_plan, layer_table, maxout_gain)
+from ganbench.arch import ArchSpec, Maxout, build, discriminator_plan, fan_in, generator_plan, maxout_gain
+from ganbench.layers import count_params, flops_per_image, layer_table
 from ganbench.errors import SpecError
 
 

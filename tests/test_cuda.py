@@ -54,7 +54,7 @@ def exact_cuda():
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_trainer_step_is_sync_free(precision):
-    from ganbench.results import RunSpec
+    from ganbench.record import RunSpec
     from ganbench.train import STEP_STATS, Trainer
 
     trainer = Trainer(RunSpec(smoke(precision=f'"{precision}"'), "dcgan", 0))

@@ -5,7 +5,8 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from ganbench.arch import OTHER, ArchSpec, build, count_params
+from ganbench.arch import ArchSpec, build
+from ganbench.layers import OTHER, count_params
 from ganbench.cli import main
 from ganbench.describe import describe, describe_variant
 from ganbench.variants import CONFOUNDS, VARIANTS, Variant

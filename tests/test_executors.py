@@ -44,3 +44,28 @@ def test_local_executor_is_in_process_or_a_pool():
     assert isinstance(pool, ProcessPoolExecutor) and pool.jobs == 3
     with pytest.raises(GanbenchError, match="known: local, ray"):
         make_executor("slurm")
+
+
+def test_pool_workers_get_their_index_and_a_gpu_each_round_robin(monkeypatch, restore_threads):
+    """The device logic of concurrent runs, exercised on a CPU: 3 workers on a machine that claims 2 GPUs
+    get cuda:0, cuda:1, cuda:0; on the CPU they stay there."""
+    import multiprocessing
+
+    import torch
+
+    from ganbench.executors import local
+
+    set_devices = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", set_devices.append)
+    counter = multiprocessing.get_context("spawn").Value("i", 0)
+    seen = []
+    for _ in range(3):
+        local._worker_init(1, counter, "cuda")
+        seen.append(local.worker_info())
+    assert [w["index"] for w in seen] == [0, 1, 2]
+    assert [w["device"] for w in seen] == ["cuda:0", "cuda:1", "cuda:0"] and set_devices == [0, 1, 0]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    local._worker_init(1, counter, "auto")
+    assert local.worker_info() == {"index": 3, "device": "cpu"} and set_devices == [0, 1, 0]

@@ -19,7 +19,8 @@ import torch_fidelity
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ganbench import plugins
-from ganbench.arch import ArchSpec, build, count_params
+from ganbench.arch import ArchSpec, build
+from ganbench.layers import count_params
 from ganbench.data import dataset_spec, load_dataset, to_float, to_uint8
 from ganbench.errors import SpecError, UnknownName
 from ganbench.hookspecs import hookimpl

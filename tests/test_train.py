@@ -77,7 +77,10 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "ganbench.cli", *args, "--results", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
-    while not (run_dir / "checkpoint.pt").exists() and time.time() < deadline and proc.poll() is None:
+    # killed once an evaluation is on disk (the checkpoint, then the series: a kill between the two is
+    # test_record's case)
+    while not ((run_dir / "checkpoint.pt").exists() and (run_dir / "metrics.jsonl").exists()) \
+            and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

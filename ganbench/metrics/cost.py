@@ -25,7 +25,7 @@ from typing import Callable
 
 import torch
 
-from ganbench.arch import count_params, flops_per_image
+from ganbench.layers import count_params, flops_per_image
 
 SAMPLE_BATCHES = 4
 
