@@ -392,8 +392,11 @@ def plan_cmd(results, protocols, baseline, ratio, alpha, fmt):
         return
     _print_table(f"{results}: seeds per arm for a {ratio:g}x FID change at 80% power, alpha {alpha:g} (two-sided)",
                  rows.to_dict(orient="records"),
-                 ["protocol", "claim", "variant", "vs", "endpoint", "effect", "n", "mde", "log_fid_sd",
-                  "seeds_for_ratio", "verdict"])
+                 (["protocol"] if rows["protocol"].nunique() > 1 else []) + ["claim", "variant", "endpoint", "effect",
+                                                                           "n", "mde", "seeds_one_test",
+                                                                           "seeds_corrected"])
+    console.print(f"seeds_one_test: per arm, for one test at alpha {alpha:g}; seeds_corrected: at alpha / {len(rows)}, "
+                  "the strictest step of Holm's correction across these comparisons", highlight=False)
 
 
 if __name__ == "__main__":

@@ -148,11 +148,14 @@ def _git_commit() -> str:
 
 
 def run_dirs(results: Path) -> list[Path]:
-    """Every run folder under a results folder (those with a spec.json, or left empty by an interruption)."""
+    """Every run folder under a results folder (those with a spec.json first, then those left empty by an
+    interruption). ``results`` may also be one protocol's folder (RESULTS/<protocol>) or one variant's."""
     results = Path(results)
-    return sorted(p.parent for p in results.glob(f"*/*/seed-*/{SPEC}")) + sorted(
-        p for p in results.glob("*/*/seed-*") if p.is_dir() and not (p / SPEC).exists()
-    )
+    for pattern in ("*/*/seed-*", "*/seed-*", "seed-*"):   # RESULTS, RESULTS/<protocol>, RESULTS/<protocol>/<variant>
+        found = sorted(p for p in results.glob(pattern) if p.is_dir())
+        if found:
+            return [p for p in found if (p / SPEC).exists()] + [p for p in found if not (p / SPEC).exists()]
+    return []
 
 
 def _read_or_unusable(path: Path, what: str) -> Any:

@@ -430,3 +430,22 @@ def test_representation_compares_what_training_added_to_the_untrained_network(tm
 def test_representation_table_is_left_out_without_the_probe(report_known):
     r = rep.build_report(report_known)
     assert r.representation.empty and "Representation" not in rep.render(r, "md")
+
+
+def test_plan_sizes_a_study_from_a_pilot_given_its_protocol_folder(tmp_path):
+    from ganbench import statistics as st
+    from ganbench.report.plan import plan
+
+    fids = {"dcgan": [100.0, 108.0, 95.0], "worse": [120.0, 131.0, 112.0]}
+    for variant, values in fids.items():
+        for seed, fid in enumerate(values):
+            write_run(tmp_path, variant, seed, {"fid": fid}, rule="-" if variant == "dcgan" else "R1",
+                      expects=None if variant == "dcgan" else {"fid": "worse"})
+    rows = plan(tmp_path / "unit")            # one protocol's folder works as well as the results folder
+    row = rows[rows["variant"] == "worse"].iloc[0]
+    sd = st.pooled_sd(np.log(fids["worse"]), np.log(fids["dcgan"]))
+    assert row["log_fid_sd"] == pytest.approx(sd)
+    assert row["seeds_one_test"] == st.seeds_needed_for_ratio(sd, 1.2)
+    assert row["seeds_corrected"] >= row["seeds_one_test"] and row["n"] == "3 vs 3" and row["mde"].endswith("x")
+    r = CliRunner().invoke(main, ["plan", str(tmp_path / "unit"), "--format", "json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)[0]["claim"] == "R1.worse"

@@ -1,7 +1,9 @@
 """``ganbench plan``: size a study from a pilot. For each primary claim of the records: the observed effect
 with its interval, the smallest effect the seeds used could detect (80% power, alpha two-sided), and the
 seeds per arm needed to detect a given change in FID (default 1.2x) from the two arms' pooled spread of
-log-FID (noncentral t, ``ganbench.statistics.seeds_needed_for_ratio``)."""
+log-FID (noncentral t, ``ganbench.statistics.seeds_needed_for_ratio``): for one test at alpha, and for a
+study that corrects across as many primary comparisons as the pilot had (alpha / m, the strictest step of
+Holm's procedure; the exact test's smallest p must be below it too)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from ganbench.report import build_report
 from ganbench.report.stats import _finite
 
 PLAN_COLUMNS = ["protocol", "claim", "variant", "vs", "endpoint", "effect", "n", "mde", "log_fid_sd",
-                "seeds_for_ratio", "verdict"]
+                "seeds_one_test", "seeds_corrected", "verdict"]
 
 
 def plan(results_dir: str | Path, protocol: str | Iterable[str] | None = None, baseline: str = "dcgan",
@@ -25,12 +27,16 @@ def plan(results_dir: str | Path, protocol: str | Iterable[str] | None = None, b
     """One row per tested primary comparison (see the module docstring)."""
     report = build_report(results_dir, baseline, protocol, alpha)
     runs = report.runs
+    tested = report.claims[report.claims["verdict"] != "untested"]
+    corrected_alpha = alpha / max(1, len(tested))
     out = []
-    for c in report.claims[report.claims["verdict"] != "untested"].itertuples():
+    for c in tested.itertuples():
         arms = [runs[(runs["protocol"] == c.protocol) & (runs["variant"] == name)] for name in (c.variant, c.baseline)]
         logs = [np.log(v[v > 0]) for v in (_finite(a["fid"]) if "fid" in a else np.array([]) for a in arms)]
         sd = st.pooled_sd(*logs) if all(len(x) >= 2 for x in logs) else math.nan
-        needed = st.seeds_needed_for_ratio(sd, ratio, alpha) if math.isfinite(sd) and sd > 0 else None
+        usable = math.isfinite(sd) and sd > 0
+        needed = st.seeds_needed_for_ratio(sd, ratio, alpha) if usable else None
+        strict = st.seeds_needed_for_ratio(sd, ratio, corrected_alpha) if usable else None
         mde = c.mde
         mde_text = "-" if not (isinstance(mde, float) and math.isfinite(mde)) else (
             f"{mde:.2f}x" if c.scale == st.LOG_RATIO else
@@ -38,5 +44,6 @@ def plan(results_dir: str | Path, protocol: str | Iterable[str] | None = None, b
         out.append({"protocol": c.protocol, "claim": c.claim, "variant": c.variant, "vs": c.baseline,
                     "endpoint": f"{c.metric} {c.expected}", "effect": c.effect,
                     "n": f"{c.n_variant:.0f} vs {c.n_baseline:.0f}", "mde": mde_text,
-                    "log_fid_sd": sd, "seeds_for_ratio": needed if needed is not None else "-", "verdict": c.verdict})
+                    "log_fid_sd": sd, "seeds_one_test": needed if needed is not None else "-",
+                    "seeds_corrected": strict if strict is not None else "-", "verdict": c.verdict})
     return pd.DataFrame(out, columns=PLAN_COLUMNS)
