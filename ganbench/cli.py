@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,11 +61,16 @@ def _fmt(v) -> str:
 EXIT_USAGE, EXIT_INCOMPLETE = 2, 3
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"warning: {str(message).strip().splitlines()[0] if str(message).strip() else category.__name__}\n"
+
+
 class OneLineGroup(click.Group):
     """click's own usage errors (a bad option value, an unknown command) as one line and exit code 2, like
     every other mistake; ``--help`` is untouched."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        warnings.formatwarning = _one_line_warning   # a warning (a broken plugin, emulated bf16): one line too
         try:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:

@@ -289,8 +289,10 @@ class RunRecord:
             raise Unusable(f"{SPEC} or {SUMMARY} does not hold a JSON object")
         status = summary.get("status")
         if status == "running":
-            raise Unusable(f"still running, or interrupted at step {summary.get('step', '?')}; "
-                           "`ganbench run` with the same arguments resumes it")
+            rows, _ = self._read_series()
+            start = rows[-1].get("step", 0) if rows and (self.dir / CHECKPOINT).exists() else 0
+            raise Unusable(f"still running, or interrupted; `ganbench run` with the same arguments resumes it from "
+                           f"step {start}" + (" (its last checkpoint)" if start else " (its start: no checkpoint yet)"))
         if status == "failed":
             raise Unusable(f"the run failed: {summary.get('error', 'no error recorded')}")
         if status not in DONE:

@@ -63,7 +63,8 @@ def test_directions_come_from_the_record_not_from_installed_plugins(smoke_run, t
 
 
 @pytest.mark.parametrize("damage,reason", [
-    (lambda d: (d / "summary.json").write_text('{"status": "running", "step": 10}'), "interrupted at step 10"),
+    # killed after its last checkpoint (step 20): it names the step it resumes from, not where the session began
+    (lambda d: (d / "summary.json").write_text('{"status": "running", "step": 0}'), "resumes it from step 20 "),
     (lambda d: (d / "summary.json").write_text('{"status": "failed", "error": "boom"}'), "the run failed: boom"),
     (lambda d: (d / "summary.json").write_text('{"status": "compl'), "not valid JSON"),
     (lambda d: (d / "spec.json").unlink(), "no spec.json"),
