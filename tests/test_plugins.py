@@ -4,6 +4,7 @@ registered twice, a plugin that fails to load, and a built-in implementation of 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import types
 from importlib.metadata import EntryPoint, PackageNotFoundError, version
@@ -17,8 +18,9 @@ from ganbench import hookspecs, plugins
 from ganbench.arch import ArchSpec
 from ganbench.errors import PluginClash
 from ganbench.hookspecs import hookimpl
-from ganbench.plugins import BUILTIN_PLUGINS, REGISTERING_HOOKS, Catalog, PluginLoadWarning, get_plugin_manager
-from ganbench.variants import VARIANTS, Variant
+from ganbench.plugins import (BUILTIN_PLUGINS, PLUGIN_ONLY_HOOKS, REGISTERING_HOOKS, Catalog, PluginLoadWarning,
+                              get_plugin_manager)
+from ganbench.variants import VARIANTS, Rule, Variant
 
 EXTRA_DIST = "ganbench-extra"   # plugins/ganbench-extra
 EXTRA_PLUGIN = "extra"          # its entry point's name, which is the plugin's name
@@ -77,8 +79,11 @@ def test_installed_plugin_loads_through_its_entry_point(monkeypatch):
     # built-ins register first, so listings start with the paper's variants
     assert cat.variants.names()[:len(BUILTIN_VARIANTS)] == BUILTIN_VARIANTS
     rows = {row["name"]: row for row in cat.plugins()}
+    module = pm.get_plugin(EXTRA_PLUGIN)
     assert rows[EXTRA_PLUGIN] == {"name": EXTRA_PLUGIN, "distribution": EXTRA_DIST, "version": version(EXTRA_DIST),
-                                  "module": "ganbench_extra.plugin", "hooks": ["ganbench_variants"]}
+                                  "module": "ganbench_extra.plugin", "hooks": [h for h in HOOKSPECS if hasattr(module, h)],
+                                  "clashes": []}
+    assert "ganbench_variants" in rows[EXTRA_PLUGIN]["hooks"]
     assert all(rows[b]["distribution"] == "ganbench" for b in BUILTIN_PLUGINS)
 
 
@@ -181,25 +186,77 @@ def test_lrelu_variant_is_a_pure_diff():
 # ---- a name registered twice --------------------------------------------------------------------------
 
 
-def test_two_plugins_registering_one_new_name_clash():
+def _clashing_pm():
     pm = get_plugin_manager(autoload=False)
-    pm.register(_module_plugin("alpha_plugin", "ganbench_variants", [Variant("twin", "extra", "one")]), name="alpha")
-    pm.register(_module_plugin("beta_plugin", "ganbench_variants", [Variant("twin", "extra", "two")]), name="beta")
-    with pytest.raises(PluginClash, match=r"variant 'twin' is registered twice: by plugin 'alpha' and by plugin 'beta'"):
-        Catalog.from_plugin_manager(pm)
+    pm.register(_module_plugin("alpha_plugin", "ganbench_variants", [Variant("twin", "-", "one")]), name="alpha")
+    pm.register(_module_plugin("beta_plugin", "ganbench_variants", [Variant("twin", "-", "two")]), name="beta")
+    return pm
 
 
-@pytest.mark.parametrize("hook", sorted(REGISTERING_HOOKS))
+def test_two_plugins_registering_one_new_name_clash():
+    cat = Catalog.from_plugin_manager(_clashing_pm(), warn=False)   # built: the clash is collected, not raised
+    assert cat.variants.get("twin").description == "one" and cat.variants.origin("twin") == "alpha"   # the first kept
+    with pytest.raises(PluginClash, match=r"^variant 'twin' is registered twice: by plugin 'alpha' and by plugin "
+                                          r"'beta'; .*ganbench list plugins") as err:
+        cat.check()
+    assert (err.value.kind, err.value.name, err.value.plugins) == ("variant", "twin", ("alpha", "beta"))
+
+
+def test_a_clash_stops_run_but_list_plugins_shows_both_plugins_and_the_name(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from ganbench.cli import main
+
+    monkeypatch.setattr(plugins, "get_plugin_manager", lambda autoload=None: _clashing_pm())
+    plugins.catalog.cache_clear()
+    try:
+        runner = CliRunner()
+        r = runner.invoke(main, ["run", "--variant", "dcgan", "--protocol", "smoke", "--results", str(tmp_path)])
+        assert r.exit_code == 2 and "variant 'twin' is registered twice: by plugin 'alpha' and by plugin 'beta'" in r.output
+        assert not any(tmp_path.iterdir())
+        for command in (["list"], ["list", "rules"], ["show", "dcgan"]):
+            r = runner.invoke(main, command)
+            assert r.exit_code == 2 and "registered twice" in r.output, command
+        r = runner.invoke(main, ["list", "plugins", "--format", "json"])
+        assert r.exit_code == 0, r.output
+        rows = {row["name"]: row for row in json.loads(r.stdout)}
+        assert rows["alpha"]["clashes"] == ["variant 'twin' (also beta)"]
+        assert rows["beta"]["clashes"] == ["variant 'twin' (also alpha)"]
+        table = runner.invoke(main, ["list", "plugins"])
+        assert table.exit_code == 0 and "alpha" in table.output and "beta" in table.output
+        assert "variant 'twin' is registered twice" in table.output     # said once more under the table
+    finally:
+        plugins.catalog.cache_clear()
+
+
+@pytest.mark.parametrize("hook", sorted(set(REGISTERING_HOOKS) - set(PLUGIN_ONLY_HOOKS)))
 def test_plugin_reusing_a_builtin_name_clashes_with_the_builtin(hook):
     attr, kind = REGISTERING_HOOKS[hook]
     taken = getattr(Catalog.from_plugin_manager(get_plugin_manager(autoload=False)), attr)
     name = taken.names()[0]
     pm = get_plugin_manager(autoload=False)
-    pm.register(_module_plugin("copycat_plugin", hook, _named("fresh", name)), name="copycat")
+    items = [types.SimpleNamespace(**{taken.key: n}) for n in ("fresh", name)]
+    pm.register(_module_plugin("copycat_plugin", hook, items), name="copycat")
+    cat = Catalog.from_plugin_manager(pm, warn=False)
     with pytest.raises(PluginClash) as err:
-        Catalog.from_plugin_manager(pm)
-    assert str(err.value) == (f"{kind} {name!r} is registered twice: by plugin {taken.origin(name)!r} "
-                              f"and by plugin 'copycat'")
+        cat.check()
+    assert str(err.value).startswith(f"{kind} {name!r} is registered twice: by plugin {taken.origin(name)!r} "
+                                     f"and by plugin 'copycat'; ")
+    assert "fresh" in getattr(cat, attr)        # what does not clash is registered
+
+
+def test_variants_and_claims_of_a_rule_no_plugin_registers_work_with_one_warning():
+    pm = get_plugin_manager(autoload=False)
+    pm.register(_module_plugin("lonely_plugin", "ganbench_variants",
+                               [Variant("lonely-1", "P9", "one"), Variant("lonely-2", "P9", "two")]), name="lonely")
+    with pytest.warns(plugins.PluginWarning) as record:
+        cat = Catalog.from_plugin_manager(pm)
+    assert len(record) == 1 and cat.notes == [str(record[0].message)]
+    assert str(record[0].message).startswith("plugin 'lonely' names rule 'P9' (variant lonely-1, variant lonely-2), "
+                                             "which no plugin registers")
+    assert cat.check().variants.get("lonely-1").rule == "P9"
+    pm.register(_module_plugin("rule_plugin", "ganbench_rules", [Rule("P9", "a rule", "its claim")]), name="ruler")
+    assert Catalog.from_plugin_manager(pm).notes == []          # registered by any plugin: no warning
 
 
 # ---- a plugin that fails to load ----------------------------------------------------------------------
@@ -252,16 +309,22 @@ def test_hookspecs_are_found():
     assert HOOKSPECS == sorted(REGISTERING_HOOKS), "every hook is merged into the catalog"
 
 
-@pytest.mark.parametrize("hook", HOOKSPECS)
+def test_plugin_only_hooks_have_no_builtin_implementation():
+    pm = get_plugin_manager(autoload=False)
+    for hook in PLUGIN_ONLY_HOOKS:
+        assert not getattr(pm.hook, hook).get_hookimpls()
+
+
+@pytest.mark.parametrize("hook", sorted(set(HOOKSPECS) - set(PLUGIN_ONLY_HOOKS)))
 def test_every_hook_has_a_builtin_implementation(hook):
     pm = get_plugin_manager(autoload=False)
     impls = getattr(pm.hook, hook).get_hookimpls()
     assert {impl.plugin_name for impl in impls} & set(BUILTIN_PLUGINS)
     items = [item for impl in impls for item in impl.function()]
-    assert items and all(isinstance(item.name, str) and item.name for item in items)
     attr, _ = REGISTERING_HOOKS[hook]
     registry = getattr(Catalog.from_plugin_manager(pm), attr)
-    assert registry.names() == [item.name for item in items]
+    assert items and all(isinstance(getattr(item, registry.key), str) and getattr(item, registry.key) for item in items)
+    assert registry.names() == [getattr(item, registry.key) for item in items]
     assert {registry.origin(n) for n in registry.names()} <= set(BUILTIN_PLUGINS)
 
 
