@@ -1,24 +1,29 @@
 """Loading: every run record under a results folder -> the runs table (a row per run), the metric series
-(long form), and what the records say about their metrics (directions, metadata keys).
+(long form), what the records say about their metrics (directions, metadata keys), and the claims and
+rules the records carry.
 
 Everything comes from the records (``ganbench.record``). Records written before they carried their
-metrics' declarations (schema 1 without ``metrics`` in spec.json) take them from the installed plugins.
+metrics' declarations (schema 1 without ``metrics`` in spec.json) take them from the installed plugins;
+records written before they carried their claims and rules leave those to the package's built-in tables
+(``report.verdicts.study_claims``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from ganbench.claims import Claim
 from ganbench.errors import GanbenchError
 from ganbench.metrics.stability import fid_curve, plateau
 from ganbench.record import TRAINER_DIRECTIONS, RecordData, RunRecord, Unusable, run_dirs
+from ganbench.variants import Rule
 
 COLLAPSE_MODES = 1           # covering at most this many modes counts as collapse
 
@@ -44,6 +49,8 @@ class Loaded:
     warnings: list[str]                     # one line per record skipped or incomplete, naming its folder
     directions: dict[str, bool | None]      # value -> higher is better (None: neither), in declaration order
     metrics: list[str]                      # the metrics (plugins) that produced the values, in declaration order
+    claims: list[Claim] = field(default_factory=list)   # the claims the records carry, one per id, first seen first
+    rules: dict[str, Rule] = field(default_factory=dict)   # the rules the records carry (text, claim), by id
 
 
 def installed_declarations() -> tuple[dict[str, bool | None], list[str]]:
@@ -73,6 +80,8 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
     warnings: list[str] = []
     declared: dict[str, bool | None] = {}     # what the records' metrics declared, in order
     metrics: list[str] = []
+    claims: dict[str, Claim] = {}
+    rules: dict[str, Rule] = {}
     undeclared = False
     wanted = _protocol_set(protocol)
     for run_dir in run_dirs(root):
@@ -100,6 +109,7 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
         rows.append(row)
         series += mine
         warnings += [f"{run_dir}: {n}" for n in data.notes]
+        warnings += [f"{run_dir}: {n}" for n in recorded_claims(data.spec, claims, rules)]
         if data.directions is None:
             undeclared = True
         else:
@@ -117,7 +127,33 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
     else:
         runs = runs.sort_values(["protocol", "variant", "seed"], kind="stable").reset_index(drop=True)
     series_df = pd.DataFrame(series, columns=["protocol", "variant", "seed", "step", "images_seen", "metric", "value"])
-    return Loaded(runs, series_df, warnings, directions, metrics)
+    return Loaded(runs, series_df, warnings, directions, metrics, list(claims.values()), rules)
+
+
+def recorded_claims(spec: Mapping[str, Any], claims: dict[str, Claim], rules: dict[str, Rule]) -> list[str]:
+    """Add the claims and rules a record carries to ``claims`` and ``rules`` (by id; the first record to carry
+    one gives it); returns what could not be read, or differs from what an earlier record said, one line each."""
+    notes = []
+    for data in spec.get("claims") or []:
+        try:
+            claim = Claim.from_dict(data)
+        except GanbenchError as exc:
+            notes.append(f"a claim it carries cannot be read ({exc}); left out")
+            continue
+        if claim.id not in claims:
+            claims[claim.id] = claim
+        elif claims[claim.id] != claim:
+            notes.append(f"claim {claim.id!r} differs from an earlier record's (the claim was changed between "
+                         "runs); the earlier one is judged")
+    own = spec.get("rule")
+    for data in [*(spec.get("rules") or []), *([own] if isinstance(own, dict) else [])]:
+        try:
+            rule = Rule(str(data["id"]), str(data["text"]), str(data.get("claim", "")))
+        except (GanbenchError, KeyError, TypeError):
+            continue    # "-" (no rule), or a rule no plugin registered when it ran: no text recorded
+        if rule.id not in rules:
+            rules[rule.id] = rule
+    return notes
 
 
 def run_row(data: RecordData) -> dict[str, Any]:
