@@ -228,7 +228,8 @@ class RunRecord:
         write_json(self.dir / SPEC, {
             "schema": SCHEMA_VERSION, "run_id": spec.run_id, "protocol": spec.protocol.to_dict(),
             "variant": {"name": variant.name, "rule": variant.rule, "description": variant.description,
-                        "claim": variant.claim, "expects": dict(variant.expects), "optim": variant.optim,
+                        "claim": variant.claim, "expects": dict(variant.expects), "primary": variant.primary,
+                        "optim": variant.optim,
                         **cat.provenance("variants", variant.name)},
             "arch": arch, "seed": spec.seed,
             "dataset": {"name": dataset.name, "family": dataset.family,

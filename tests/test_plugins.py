@@ -332,3 +332,206 @@ def test_builtin_variants_are_registered_by_the_variants_plugin():
     cat = Catalog.from_plugin_manager(get_plugin_manager(autoload=False))
     assert len(cat.variants) == len(VARIANTS) > 0 and "dcgan" in cat.variants
     assert {cat.variants.origin(n) for n in cat.variants.names()} == {"ganbench.variants"}
+
+
+# ---- a third party's plugin, end to end: installed, run, reported, uninstalled, reported again ----------
+
+MYPLUG = '''"""myplug: a throwaway ganbench plugin, written from docs/plugins.md alone."""
+import math
+from collections import OrderedDict
+
+import torch
+import torch_fidelity
+from torch import nn
+
+from ganbench.arch import build, init_weights
+from ganbench.claims import Claim
+from ganbench.data import DatasetSpec, ImageSet
+from ganbench.hookspecs import hookimpl
+from ganbench.metrics import ExtractorSpec, MetricSpec
+from ganbench.protocol import Protocol
+from ganbench.variants import Rule, Variant
+
+
+def build_d_mix(spec):
+    """The paper's G; D with a 1x1 convolution mixing its 4x4 features before its head."""
+    G, D = build(spec)
+    width = spec.d_width * 2 ** (spec.stages - 1)
+    mix = nn.Sequential(nn.Conv2d(width, width, 1, bias=False), nn.LeakyReLU(spec.leaky_slope))
+    init_weights(mix, spec.init)
+    stages = [(name, m) for name, m in D.named_children() if name != "head"]    # down0, down1, ...
+    return G, nn.Sequential(OrderedDict([*stages, ("mix", mix), ("head", D.head)]))
+
+
+def load_blobs(split, resolution, channels, root, seed):
+    """One Gaussian blob per image, at a random place and size: no labels."""
+    gen = torch.Generator().manual_seed(2 * seed + (split == "test"))
+    n = 512 if split == "train" else 256
+    y, x = torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")
+    cy, cx = (torch.rand(2, n, 1, 1, generator=gen) * resolution).unbind(0)
+    r = 1.5 + torch.rand(n, 1, 1, generator=gen) * resolution / 6
+    img = torch.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r ** 2))
+    images = (img * 255).round().to(torch.uint8).unsqueeze(1).expand(n, channels, resolution, resolution)
+    return ImageSet(images.contiguous(), None)
+
+
+class PooledPixels(torch_fidelity.FeatureExtractorBase):
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("pooled",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "pooled"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+    def forward(self, x):
+        return (nn.functional.adaptive_avg_pool2d(x.float() / 127.5 - 1, 4).flatten(1),)
+
+
+def sharpness(ctx):
+    fake = ctx.fake_images()
+    if fake is None:
+        return {"sharpness": math.nan}
+    x = fake.float() / 127.5 - 1
+    lap = x[..., 1:-1, 1:-1] * 4 - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
+    return {"sharpness": float(lap.abs().mean()), "sharpness_n": len(fake)}
+
+
+@hookimpl
+def ganbench_rules():
+    return [Rule("P1", "mix D's last features before its logit", "mixing sharpens what D looks at")]
+
+
+@hookimpl
+def ganbench_claims():
+    return [Claim("P1.sharper", "P1", "a D that mixes its features makes G's samples sharper",
+                  variants=("d-mix",), metric="sharpness", direction="better")]
+
+
+@hookimpl
+def ganbench_variants():
+    return [Variant("d-mix", rule="P1", description="D: a 1x1 conv mixing its 4x4 features",
+                    expects={"sharpness": "better"}, builder=build_d_mix)]
+
+
+@hookimpl
+def ganbench_datasets():
+    return [DatasetSpec("blobs", "one Gaussian blob an image", load_blobs, None, "blob", needs_root=False)]
+
+
+@hookimpl
+def ganbench_extractors():
+    return [ExtractorSpec("pooled-pixels", "4x4 average-pooled pixels", PooledPixels, "pooled", families=("blob",))]
+
+
+@hookimpl
+def ganbench_metrics():
+    return [MetricSpec("sharpness", "mean absolute Laplacian of the samples", sharpness, {"sharpness": True},
+                       metadata=("sharpness_n",))]
+
+
+@hookimpl
+def ganbench_protocols():
+    return [Protocol(name="blobs-smoke", description="seconds: blobs at 16 px", dataset="blobs", resolution=16,
+                     g_width=8, d_width=8, z_dim=16, batch_size=32, steps=20, eval_every=10, n_eval=256,
+                     n_final=256, n_real=256, seeds=2, metrics=("quality", "stability", "sharpness"))]
+'''
+
+
+def _install_throwaway_plugin(root, monkeypatch) -> None:
+    """``myplug`` as a real distribution with an entry point, found through ``sys.path`` only."""
+    (root / "myplug").mkdir(parents=True)
+    (root / "myplug" / "__init__.py").write_text(MYPLUG)
+    info = root / "myplug-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: myplug\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[ganbench]\nmyplug = myplug\n")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv("GANBENCH_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    found = plugins.entry_points   # importlib.metadata's own lookup, less the other plugins installed here
+    monkeypatch.setattr(plugins, "entry_points", lambda *, group: [ep for ep in found(group=group) if ep.name == "myplug"])
+    plugins.catalog.cache_clear()
+
+
+def test_a_third_party_plugin_runs_and_its_rule_is_reported_with_and_without_it(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from ganbench.cli import main
+    from ganbench.suite import expand_variants
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))   # no InceptionV3: its own extractor
+    monkeypatch.setitem(sys.modules, "myplug", None)          # so that undo() forgets the module imported below
+    del sys.modules["myplug"]
+    _install_throwaway_plugin(tmp_path / "site", monkeypatch)
+    results, runner = tmp_path / "results", CliRunner()
+    try:
+        cat = plugins.catalog()
+        assert [name for name, _ in cat.pm.list_name_plugin()] == [*BUILTIN_PLUGINS, "myplug"]
+        assert not cat.notes and not cat.clashes
+        for kind, name in (("variants", "d-mix"), ("rules", "P1"), ("claims", "P1.sharper"), ("datasets", "blobs"),
+                           ("metrics", "sharpness"), ("extractors", "pooled-pixels"), ("protocols", "blobs-smoke")):
+            assert cat.provenance(kind, name) == {"plugin": "myplug", "distribution": "myplug", "version": "0.1"}
+        assert expand_variants(["P1"]) == ("d-mix",)
+        r = runner.invoke(main, ["run", "--protocol", "smoke", "--variant", "d-mix", "--variant", "dcgan",
+                                 "--set", 'dataset="blobs"', "--set", 'metrics=["quality", "stability", "sharpness"]',
+                                 "--seeds", "2", "--results", str(results)], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        spec = json.loads((results / "smoke" / "d-mix" / "seed-0" / "spec.json").read_text())
+        assert spec["rule"] == {"id": "P1", "text": "mix D's last features before its logit",
+                                "claim": "mixing sharpens what D looks at", "plugin": "myplug",
+                                "distribution": "myplug", "version": "0.1"}
+        assert [c["id"] for c in spec["claims"]] == ["P1.sharper"] and spec["claims"][0]["plugin"] == "myplug"
+        assert spec["metrics"]["sharpness"]["outputs"] == {"sharpness": True}
+        assert spec["dataset"]["family"] == "blob" and spec["variant"]["distribution"] == "myplug"
+        summary = json.loads((results / "smoke" / "d-mix" / "seed-0" / "summary.json").read_text())
+        assert summary["final"]["quality_extractor"] == "pooled-pixels-v1" and summary["final"]["sharpness"] > 0
+        dcgan = json.loads((results / "smoke" / "dcgan" / "seed-0" / "spec.json").read_text())
+        # the baseline's records carry every claim it is the baseline of, the plugin's and the paper's
+        assert {"P1.sharper", "R1.learn-downsampling"} <= {c["id"] for c in dcgan["claims"]}
+        assert dcgan["rule"] == {"id": "-", "text": "", "claim": ""}
+        with_plugin = _report(runner, results, tmp_path / "with.json")
+    finally:
+        plugins.catalog.cache_clear()
+    # uninstalled: its module gone from sys.path and autoload off; every plugin-declared property from the records
+    monkeypatch.undo()
+    monkeypatch.setenv("GANBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins.catalog.cache_clear()
+    assert "d-mix" not in plugins.catalog().variants and "P1" not in plugins.catalog().rules
+    without = _report(runner, results, tmp_path / "without.json")
+    for report in (with_plugin, without):
+        # reported as what they trained: a builder's networks are its own, not dcgan's (re-labelling compares them)
+        assert {r["variant"] for r in report["runs"]} == {"d-mix", "dcgan"}
+        assert not [w for w in report["warnings"] if "trained as" in w]
+        rule = {r["rule"]: r for r in report["rules"]}["P1"]
+        assert rule["paper_rule"] == "mix D's last features before its logit"
+        assert rule["rule_claim"] == "mixing sharpens what D looks at"
+        claim = {c["claim"]: c for c in report["claims"]}["P1.sharper"]
+        assert claim["text"] == "a D that mixes its features makes G's samples sharper"
+        assert (claim["variant"], claim["metric"], claim["expected"], claim["better"]) == (
+            "d-mix", "sharpness", "better", "higher")
+        assert claim["verdict"] in ("supported", "contradicted", "inconclusive", "underpowered")
+        sharp = [a for a in report["aggregates"] if a["metric"] == "sharpness"]
+        assert sharp and {a["better"] for a in sharp} == {"higher"}
+        # the built-in claims no run here tests are still accounted for
+        assert {c["claim"]: c for c in report["claims"]}["R6.lr"]["verdict"] == "untested"
+    assert with_plugin["rules"] == without["rules"] and with_plugin["claims"] == without["claims"]
+
+
+def _report(runner, results, out) -> dict:
+    from ganbench.cli import main
+
+    r = runner.invoke(main, ["report", "--results", str(results), "--format", "json", "--out", str(out)],
+                      catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return json.loads(out.read_text())

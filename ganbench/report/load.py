@@ -29,7 +29,7 @@ COLLAPSE_MODES = 1           # covering at most this many modes counts as collap
 
 # Columns of the runs table that describe a run rather than measure it.
 META = ("protocol", "variant", "rule", "seed", "status", "device", "dataset", "description", "claim", "expects",
-        "steps", "step", "train_seconds", "run_dir", "git_commit", "channels", "resolution", "trained_as")
+        "primary", "steps", "step", "train_seconds", "run_dir", "git_commit", "channels", "resolution", "trained_as")
 # Numbers in a metrics row that are bookkeeping, not results.
 NOT_METRICS = {"step", "images_seen", "interval_ips", "classifier_accuracy"}
 # Outcomes the report derives from a run's status and metrics: 0/1 per run, lower is better.
@@ -174,6 +174,7 @@ def run_row(data: RecordData) -> dict[str, Any]:
             "description": variant.get("description", ""),
             "claim": variant.get("claim", ""),
             "expects": dict(variant.get("expects") or {}),
+            "primary": variant.get("primary") or "",
             "steps": summary.get("steps", proto.get("steps")),
             "step": summary.get("step"),
             "train_seconds": summary.get("train_seconds"),
@@ -216,7 +217,8 @@ def trained_as_now(spec: Mapping[str, Any]) -> tuple[str, str] | None:
         proto = spec["protocol"]
         base = ArchSpec(resolution=proto["resolution"], channels=proto["channels"], z_dim=proto["z_dim"],
                         g_width=proto["g_width"], d_width=proto["d_width"])
-        recorded = (_signature(json.dumps(spec["arch"], sort_keys=True)),
+        # a variant with its own builder built its networks with it (from the recorded ArchSpec)
+        recorded = (_signature(json.dumps(spec["arch"], sort_keys=True), name if variants.get(name).builder else ""),
                     json.dumps(spec["variant"].get("optim"), sort_keys=True, default=str))
     except (GanbenchError, KeyError, TypeError, ValueError):
         return None

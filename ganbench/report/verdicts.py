@@ -5,9 +5,12 @@ the paper's words or a plugin author's, the variants that test each claim, its p
 predicted direction and the arm compared with), and the report judges the union of them over its runs.
 Records from before runs carried their claims, and the package's own claims no record carries (so that an
 untested claim still shows as untested), come from the package's claims table; a variant that no claim
-names (a plugin's without claims) gets one claim from what its record states (``expects``, its first entry
-the primary endpoint). A rule's text and claim come from the records too, else from the package's ``RULES``. For each claim, protocol and variant that was run, the variant's final values are compared with
-the claim's baseline arm by ``ganbench.statistics``: FID-like metrics as a ratio of geometric means with a
+names (a plugin's without claims) gets one claim from what its record states (``expects`` and its
+``primary`` endpoint, in older records its first entry). A rule's text and claim come from the records too,
+else from the package's ``RULES``.
+
+For each claim, protocol and variant that was run, the variant's final values are compared with the
+claim's baseline arm by ``ganbench.statistics``: FID-like metrics as a ratio of geometric means with a
 95% interval, others as a difference of means; an exact permutation test below 6 seeds per arm, Welch's
 t-test from 6, Fisher's exact test for 0/1 outcomes; "same" claims by equivalence (TOST). The p-values of
 all primary comparisons of a report are corrected together (Holm by default; the TOST p-values of "same"
@@ -70,7 +73,7 @@ def study_claims(runs: pd.DataFrame, recorded: Iterable[Claim] = (), table: Iter
     """The claims the records carry (``recorded``: one per id), and the package's ``table`` for ids no record
     carries, in the table's order, then the recorded claims the table lacks (a plugin's) in the order seen;
     then one claim per run variant that no claim names and whose record states an expected effect (its
-    first ``expects`` entry is its primary endpoint)."""
+    ``primary`` endpoint, else its first ``expects`` entry)."""
     recorded = {c.id: c for c in recorded}
     table = list(table)
     claims = [recorded.get(c.id, c) for c in table] + [c for i, c in recorded.items() if i not in {t.id for t in table}]
@@ -79,7 +82,9 @@ def study_claims(runs: pd.DataFrame, recorded: Iterable[Claim] = (), table: Iter
         expects = g["expects"].iloc[0] or {}
         if variant in named or not expects:
             continue
-        metric, direction = next(iter(expects.items()))
+        primary = g["primary"].iloc[0] if "primary" in g else ""
+        metric = primary if primary in expects else next(iter(expects))
+        direction = expects[metric]
         rule = str(g["rule"].iloc[0] or "-")
         claims.append(Claim(f"{rule}.{variant}", rule, g["claim"].iloc[0] or g["description"].iloc[0],
                             variants=(variant,), metric=metric, direction=direction))
