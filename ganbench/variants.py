@@ -136,9 +136,14 @@ def _as_paper(base: ArchSpec, changed) -> ArchSpec:
 
 
 def _param_counts(builder, spec: ArchSpec) -> tuple[int, int]:
-    """G's and D's parameters, built on the meta device (no memory, no random numbers drawn)."""
-    with torch.device("meta"):
-        G, D = builder(spec)
+    """G's and D's parameters, built on the meta device (no memory, no random numbers drawn); a builder that
+    cannot run there is built on the CPU with the global random state put back afterwards."""
+    try:
+        with torch.device("meta"):
+            G, D = builder(spec)
+    except (NotImplementedError, RuntimeError):
+        with torch.random.fork_rng(devices=[]):
+            G, D = builder(spec)
     return count_params(G), count_params(D)
 
 

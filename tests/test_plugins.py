@@ -3,11 +3,14 @@ registered twice, a plugin that fails to load, and a built-in implementation of 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import re
 import sys
 import types
 from importlib.metadata import EntryPoint, PackageNotFoundError, version
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +18,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ganbench import hookspecs, plugins
-from ganbench.arch import ArchSpec
+from ganbench.arch import ArchSpec, build
 from ganbench.errors import PluginClash
 from ganbench.hookspecs import hookimpl
 from ganbench.plugins import (BUILTIN_PLUGINS, PLUGIN_ONLY_HOOKS, REGISTERING_HOOKS, Catalog, PluginLoadWarning,
@@ -535,3 +538,105 @@ def _report(runner, results, out) -> dict:
                       catch_exceptions=False)
     assert r.exit_code == 0, r.output
     return json.loads(out.read_text())
+
+
+# ---- the author's guide cannot drift from the specs ------------------------------------------------------
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+
+
+def _spec_classes() -> dict[str, type]:
+    from ganbench.arch import ArchSpec
+    from ganbench.claims import Claim
+    from ganbench.data import DatasetSpec, ImageSet
+    from ganbench.metrics import EvalContext, ExtractorSpec, MetricSpec
+    from ganbench.protocol import Protocol
+    from ganbench.variants import Adam, OptimSpec
+
+    return {f"{c.__module__}.{c.__name__}": c for c in (Variant, OptimSpec, Adam, ArchSpec, Rule, Claim, DatasetSpec,
+                                                          ImageSet, MetricSpec, EvalContext, ExtractorSpec, Protocol)}
+
+
+def _guide_tables() -> dict[str, dict[str, list[str]]]:
+    """Class path -> {name in the first column: the row's cells} for each table under ``<!-- fields: PATH -->``."""
+    tables: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for line in GUIDE.read_text().splitlines():
+        marker = re.fullmatch(r"<!-- fields: ([\w.]+) -->", line.strip())
+        if marker:
+            current = tables.setdefault(marker.group(1), {})
+        elif current is not None and line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            name = re.fullmatch(r"`(\w+)(\(\))?`", cells[0])
+            if name:
+                current[name.group(1)] = cells
+        elif current is not None and current:
+            current = None    # the table ended
+    return tables
+
+
+def test_the_guide_has_a_table_for_every_spec_a_plugin_author_fills_in():
+    assert set(_guide_tables()) == set(_spec_classes())
+
+
+@pytest.mark.parametrize("path", sorted(_spec_classes()))
+def test_the_guide_describes_every_field_with_its_default(path):
+    cls = _spec_classes()[path]
+    rows = _guide_tables()[path]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+    assert set(fields) <= set(rows), f"docs/plugins.md lacks {sorted(set(fields) - set(rows))} of {path}"
+    public = {n for n in dir(cls) if not n.startswith("_")}
+    assert set(rows) - set(fields) <= public, f"docs/plugins.md describes what {path} does not have"
+    for name, f in fields.items():
+        default = rows[name][2]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            assert default == "required", (path, name, default)
+            continue
+        assert default != "required", (path, name)
+        value = f.default
+        if isinstance(value, bool) or value is None:
+            assert default == f"`{value}`", (path, name, default)
+        elif isinstance(value, (int, float)):
+            assert float(default.strip("`")) == value, (path, name, default)
+        elif isinstance(value, str) and default.startswith("`"):
+            assert default == f'`"{value}"`', (path, name, default)
+
+
+def _allowed_values() -> dict[tuple[str, str], list[str]]:
+    from ganbench import arch, metrics, protocol
+    from ganbench.claims import REQUIREMENTS
+    from ganbench.metrics.features import FAMILIES
+    from ganbench.variants import DIRECTIONS
+
+    a = "ganbench.arch.ArchSpec"
+    p = "ganbench.protocol.Protocol"
+    return {(a, "g_input"): list(arch.G_INPUTS), (a, "g_upsample"): list(arch.UPSAMPLERS),
+            (a, "d_downsample"): list(arch.DOWNSAMPLERS), (a, "d_head"): list(arch.D_HEADS),
+            (a, "g_act"): list(arch.ACTIVATIONS), (a, "d_act"): list(arch.ACTIVATIONS), (a, "g_out"): list(arch.OUTPUTS),
+            (a, "bias"): list(arch.BIAS_POLICIES), (a, "init"): list(arch.INITS), (a, "g_bn"): list(arch.BN_POLICIES),
+            (a, "d_bn"): list(arch.BN_POLICIES), (p, "extractor"): list(protocol.EXTRACTORS),
+            (p, "precision"): list(protocol.PRECISIONS), (p, "device"): list(protocol.DEVICES),
+            (p, "reference_split"): ["test", "train"], ("ganbench.metrics.MetricSpec", "when"): list(metrics.WHEN),
+            ("ganbench.variants.Variant", "expects"): list(DIRECTIONS),
+            ("ganbench.claims.Claim", "direction"): list(DIRECTIONS), ("ganbench.claims.Claim", "needs"): list(REQUIREMENTS),
+            ("ganbench.data.DatasetSpec", "family"): list(FAMILIES)}
+
+
+@pytest.mark.parametrize("path, field", sorted(_allowed_values()))
+def test_the_guide_lists_every_allowed_value(path, field):
+    row = " | ".join(_guide_tables()[path][field])
+    missing = [v for v in _allowed_values()[(path, field)] if f'`"{v}"`' not in row]
+    assert not missing, f"docs/plugins.md: {path}.{field} does not list {missing}"
+
+
+def test_the_hookspecs_point_to_the_guide_and_their_example_changes_d_only():
+    from ganbench.arch import ArchSpec
+
+    assert "docs/plugins.md" in hookspecs.__doc__
+    example = re.search(r'arch=(\{[^}]*\})', hookspecs.__doc__).group(1)
+    changed = eval(example)   # noqa: S307  (our own docstring)
+    base = ArchSpec(resolution=32, channels=1, g_width=8, d_width=8, z_dim=16)
+    G0, D0 = build(base)
+    G1, D1 = build(dataclasses.replace(base, **changed))
+    assert repr(G0) == repr(G1) and repr(D0) != repr(D1)
+    assert all(f'"{hook}' in GUIDE.read_text() or f"`{hook}`" in GUIDE.read_text() for hook in HOOKSPECS)

@@ -145,7 +145,8 @@ def load_classifier(family: str, resolution: int, channels: int, root: str | Pat
     if family not in FAMILIES:
         raise ExtractorMissing(
             f"no domain classifier for data set family {family!r} (families: {', '.join(FAMILIES)}); for "
-            f"other data give InceptionV3 weights: --set fid_weights=PATH (torch-fidelity's {INCEPTION_FILE})")
+            f"other data give InceptionV3 weights: --set fid_weights=PATH (torch-fidelity's {INCEPTION_FILE}), or "
+            "install a plugin extractor serving the family (the ganbench_extractors hook: docs/plugins.md)")
     path = classifier_path(family, resolution, channels)
     cached = _read_cached(path)
     if cached is None:
