@@ -486,6 +486,12 @@ def test_a_third_party_plugin_runs_and_its_rule_is_reported_with_and_without_it(
                            ("metrics", "sharpness"), ("extractors", "pooled-pixels"), ("protocols", "blobs-smoke")):
             assert cat.provenance(kind, name) == {"plugin": "myplug", "distribution": "myplug", "version": "0.1"}
         assert expand_variants(["P1"]) == ("d-mix",)
+        shown = runner.invoke(main, ["show", "d-mix", "--resolution", "16", "--width", "8", "--channels", "1",
+                                     "--format", "json"])
+        assert shown.exit_code == 0, shown.output
+        assert [row["module"] for row in json.loads(shown.stdout)["layers"]["D"]][:3] == ["down0.0", "down0.1", "down1.0"]
+        listed = runner.invoke(main, ["list", "rules", "--format", "json"])
+        assert [r["id"] for r in json.loads(listed.stdout)] == ["R1", "R2", "R3", "R4", "R5", "R6", "P1"]
         r = runner.invoke(main, ["run", "--protocol", "smoke", "--variant", "d-mix", "--variant", "dcgan",
                                  "--set", 'dataset="blobs"', "--set", 'metrics=["quality", "stability", "sharpness"]',
                                  "--seeds", "2", "--results", str(results)], catch_exceptions=False)
