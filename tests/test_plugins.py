@@ -1,5 +1,6 @@
 """The plugin system, for real: the example package through its entry point, autoload on and off, a name
-registered twice, a plugin that fails to load, and a built-in implementation of every hook."""
+registered twice, a plugin that fails to load, a built-in implementation of every hook, a third party's
+plugin using every hook from install to a report without it, and the author's guide checked against the specs."""
 
 from __future__ import annotations
 
@@ -61,10 +62,6 @@ def _module_plugin(name: str, hook: str, items: list) -> types.ModuleType:
 
     setattr(module, hook, hookimpl(impl))
     return module
-
-
-def _named(*names: str) -> list:
-    return [types.SimpleNamespace(name=n) for n in names]
 
 
 # ---- the example package, loaded through its entry point ----------------------------------------------
