@@ -6,14 +6,19 @@ it, the one primary endpoint and the direction the claim predicts for those vari
 (dcgan unless said otherwise). A claim no arm here can test says why in ``untested``; a claim only a protocol
 of some kind can test (colour data, 64 px or more) names that in ``needs``, and ``untested_reason`` says
 whether a given protocol meets it. The report judges each claim on its primary endpoint alone.
+
+The claims register through ``ganbench_claims`` like a plugin's (a plugin may add claims about its own rules
+or about the paper's). Each run's record carries the claims that concern its variant (``Claim.to_dict``), so
+the report reads them from the records (``Claim.from_dict``), not from what is installed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Callable, Mapping
 
 from ganbench.errors import SpecError
+from ganbench.hookspecs import hookimpl
 from ganbench.variants import DIRECTIONS
 
 # Conditions a protocol must meet for a claim to be testable: key -> (test on (channels, resolution), reason).
@@ -26,7 +31,7 @@ REQUIREMENTS: dict[str, tuple[Callable[[int, int], bool], str]] = {
 @dataclass(frozen=True)
 class Claim:
     id: str                          # "<rule>.<short name>", e.g. "R2.collapse"
-    rule: str                        # "R1".."R6"
+    rule: str                        # the id of a registered Rule: "R1".."R6", or a plugin's own
     text: str                        # the paper's words, quoted; a close paraphrase starts with "~"
     variants: tuple[str, ...] = ()   # the arms that test it, each compared with ``baseline``
     metric: str = ""                 # the primary endpoint (a recorded metric, or a prefix of some: loss_oscillation)
@@ -37,6 +42,8 @@ class Claim:
     note: str = ""                   # what to keep in mind when reading the verdict
 
     def __post_init__(self):
+        object.__setattr__(self, "variants", tuple(self.variants))   # a list from a plugin or a record
+        object.__setattr__(self, "needs", tuple(self.needs))
         if not self.id.startswith(self.rule + "."):
             raise SpecError(f"claim {self.id!r}: its id must start with its rule {self.rule!r} and a dot")
         unknown = [n for n in self.needs if n not in REQUIREMENTS]
@@ -47,6 +54,27 @@ class Claim:
         if not (self.variants and self.metric and self.direction in DIRECTIONS):
             raise SpecError(f"claim {self.id!r}: a tested claim needs variants, a metric and a direction "
                             f"({', '.join(DIRECTIONS)}); else say why in untested")
+
+    def concerns(self, variant: str, rule: str = "") -> bool:
+        """Whether a run of ``variant`` (breaking ``rule``) takes part in this claim: as one of its arms, as
+        its baseline arm, or by breaking its rule. Such a run's record carries the claim."""
+        return variant in self.variants or variant == self.baseline or bool(rule) and rule == self.rule
+
+    def to_dict(self) -> dict[str, Any]:
+        """The claim as JSON-able data, as a run record carries it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Claim":
+        """A claim from ``to_dict``'s data (keys it does not know are ignored); SpecError where it is not one."""
+        if not isinstance(data, Mapping):
+            raise SpecError(f"a claim must be a JSON object, not {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise SpecError(f"claim {data.get('id')!r}: {exc}") from None
 
     def untested_reason(self, channels: int, resolution: int) -> str:
         """Why a protocol with these channels and resolution cannot test this claim ("" where it can)."""
@@ -147,3 +175,8 @@ CLAIMS: tuple[Claim, ...] = (
 def claims_for(variant: str) -> list[Claim]:
     """The claims a variant tests."""
     return [c for c in CLAIMS if variant in c.variants]
+
+
+@hookimpl
+def ganbench_claims() -> list[Claim]:
+    return list(CLAIMS)

@@ -126,18 +126,23 @@ def protocol_options(fn):
 
 
 @main.command("list")
-@click.argument("what", default="variants", type=click.Choice(["variants", "datasets", "metrics", "protocols", "plugins"]))
+@click.argument("what", default="variants", type=click.Choice(["variants", "rules", "claims", "datasets", "metrics",
+                                                                "protocols", "extractors", "plugins"]))
 @format_option("table", "json")
 @_friendly
 def list_cmd(what: str, fmt: str):
-    """List the registered variants, data sets, metrics, protocols or plugins."""
-    from ganbench.plugins import catalog
+    """List the registered variants, rules, claims, data sets, metrics, protocols, extractors or plugins
+    (plugins: also when two of them register one name, which they show in their clashes column)."""
+    from ganbench.plugins import catalog, loaded_catalog
 
-    rows, columns = catalog().rows(what)
+    cat = loaded_catalog() if what == "plugins" else catalog()
+    rows, columns = cat.rows(what)
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str))
     else:
         _print_table(what, rows, columns)
+    for problem in [*map(str, cat.clashes), *cat.notes] if what == "plugins" else ():
+        click.echo(f"warning: {problem}", err=True)
 
 
 def describe_variant(name: str, resolution: int, width: int, channels: int, z_dim: int = 100) -> dict:

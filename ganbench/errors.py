@@ -14,7 +14,11 @@ class SpecError(GanbenchError):
 
 
 class PluginClash(GanbenchError):
-    """Two plugins registered one name."""
+    """Two plugins registered one name: which kind of thing, which name, and the two plugins (first, second)."""
+
+    def __init__(self, message: str, kind: str = "", name: str = "", plugins: tuple[str, str] = ("", "")):
+        super().__init__(message)
+        self.kind, self.name, self.plugins = kind, name, plugins
 
 
 class DataMissing(GanbenchError):

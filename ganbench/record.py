@@ -4,9 +4,11 @@ knows its files.
 A run folder holds::
 
     spec.json       the resolved protocol, variant, ArchSpec, optimizer, seed and environment, what each
-                    metric declared (its outputs and their directions) and which plugin provided the
-                    variant, the data set and each metric; its ``run_id`` is a hash of everything that
-                    determines the result
+                    metric declared (its outputs and their directions), the variant's rule (``rule``: id,
+                    text, claim) and the claims its run takes part in (``claims``: every claim naming the
+                    variant as an arm or as the baseline, and every claim of its rule; ``rules``: the rules
+                    those claims are about), and which plugin provided the variant, the data set, each
+                    metric, rule and claim; its ``run_id`` is a hash of everything that determines the result
     metrics.jsonl   one JSON object per evaluation (the metric time series)
     summary.json    status ("running", "complete", "diverged", "failed"), final metrics, wall time
     samples/        sample grids of G(z_fixed), one PNG per evaluation
@@ -214,20 +216,33 @@ class RunRecord:
     # -- writing (the trainer) -----------------------------------------------------------------------
 
     def write_spec(self, spec: RunSpec, variant, arch, dataset, metrics: list, device: str, precision: str) -> None:
-        """The run's inputs, environment, and what the plugins declared (directions, provenance)."""
+        """The run's inputs, environment, and what the plugins declared (directions, rule, claims, provenance),
+        so that a report never needs the plugins installed."""
         from ganbench.plugins import catalog
 
         cat = catalog()
+        claims = [c for c in cat.claims if c.concerns(variant.name, variant.rule)]
+
+        def rule(rule_id: str) -> dict:
+            r = cat.rules.get(rule_id) if rule_id in cat.rules else None
+            return ({"id": r.id, "text": r.text, "claim": r.claim, **cat.provenance("rules", r.id)} if r else
+                    {"id": rule_id, "text": "", "claim": ""})   # "-" (no rule), or one no plugin registers
+
         write_json(self.dir / SPEC, {
             "schema": SCHEMA_VERSION, "run_id": spec.run_id, "protocol": spec.protocol.to_dict(),
             "variant": {"name": variant.name, "rule": variant.rule, "description": variant.description,
-                        "claim": variant.claim, "expects": dict(variant.expects), "optim": variant.optim,
+                        "claim": variant.claim, "expects": dict(variant.expects), "primary": variant.primary,
+                        "optim": variant.optim,
                         **cat.provenance("variants", variant.name)},
             "arch": arch, "seed": spec.seed,
             "dataset": {"name": dataset.name, "family": dataset.family,
                         **(cat.provenance("datasets", dataset.name) if dataset.name in cat.datasets else {})},
             "metrics": {m.name: {"outputs": dict(m.outputs), "metadata": list(m.metadata), "when": m.when,
-                                 **cat.provenance("metrics", m.name)} for m in metrics},
+                                 **(cat.provenance("metrics", m.name) if m.name in cat.metrics else {})}
+                        for m in metrics},
+            "rule": rule(variant.rule),
+            "rules": [rule(r) for r in dict.fromkeys(c.rule for c in claims) if r in cat.rules],
+            "claims": [{**c.to_dict(), **cat.provenance("claims", c.id)} for c in claims],
             "environment": {**environment(device), "precision": precision},   # as trained ("auto" resolved)
         })
 

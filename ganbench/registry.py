@@ -1,7 +1,8 @@
-"""One small registry for variants, data sets, metrics, protocols and extractors.
+"""One small registry for variants, data sets, metrics, protocols, extractors, rules and claims.
 
-Each entry is an object with a ``name``; the registry remembers which plugin added it so that a clash names
-both sides, and a lookup of an unknown name answers with the closest known names.
+Each entry is an object with a ``name`` (rules and claims: an ``id``; the registry's ``key``); the registry
+remembers which plugin added it so that a clash names both sides, and a lookup of an unknown name answers
+with the closest known names.
 """
 
 from __future__ import annotations
@@ -15,17 +16,18 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, key: str = "name"):
         self.kind = kind                       # "variant", "data set", ... used in messages
+        self.key = key                         # the attribute that names an entry: "name", or "id" for rules and claims
         self._items: dict[str, T] = {}
         self._origin: dict[str, str] = {}
 
     def add(self, item: T, origin: str) -> None:
-        name = item.name  # type: ignore[attr-defined]
+        name = getattr(item, self.key)
         if name in self._items:
             raise PluginClash(
                 f"{self.kind} {name!r} is registered twice: by plugin {self._origin[name]!r} "
-                f"and by plugin {origin!r}"
+                f"and by plugin {origin!r}", kind=self.kind, name=name, plugins=(self._origin[name], origin)
             )
         self._items[name] = item
         self._origin[name] = origin

@@ -1,6 +1,7 @@
 """The paper's network and every rule-breaking variant, each a small diff from the baseline.
 
-A ``Variant`` names the rule it breaks (R1..R6 of DESIGN.md), the paper's claim about that rule, and the
+A ``Rule`` is one of the paper's rules (R1..R6 of DESIGN.md, ``RULES``) or a plugin's own; rules register
+through ``ganbench_rules``. A ``Variant`` names the rule it breaks, the claim it tests, and the
 direction the claim predicts on the metrics it is about (``expects``); its changes are written as the
 ArchSpec fields and optimizer settings that differ from the paper. The protocol supplies resolution,
 channels and widths; the variant changes only what it tests.
@@ -27,21 +28,39 @@ from ganbench.hookspecs import hookimpl
 
 DIRECTIONS = ("worse", "better", "same")
 
-# The paper's rules, as DESIGN.md states them: id -> (rule, the paper's claim).
-RULES: dict[str, tuple[str, str]] = {
-    "R1": ("strided convolutions in D, fractional-strided in G, no pooling",
-           "allowing the network to learn its own spatial downsampling/upsampling"),
-    "R2": ("batchnorm in G and D, except G's output and D's input",
-           "BN is critical to get deep generators to begin learning and prevents collapse to a single point; "
-           "BN on all layers resulted in sample oscillation and model instability"),
-    "R3": ("no fully connected hidden layers",
-           "global average pooling increased model stability but hurt convergence speed"),
-    "R4": ("ReLU in G, Tanh at its output",
-           "a bounded output learns more quickly to saturate and cover the color space"),
-    "R5": ("LeakyReLU (slope 0.2) in D", "works well, especially for higher resolution modeling"),
-    "R6": ("Adam, lr 2e-4, beta1 0.5; N(0, 0.02) init",
-           "lr 1e-3 too high; beta1 0.9 resulted in training oscillation and instability"),
-}
+NO_RULE = "-"   # the rule of a variant that breaks none (the baseline): needs no registered rule
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One architecture rule under test: the paper's R1..R6, or a plugin's own (``ganbench_rules``)."""
+    id: str          # short and unique, e.g. "R2" or a plugin's "P1"; a variant's ``rule`` and a claim's ``rule`` name it
+    text: str        # the rule itself, one line: "batchnorm in G and D, except G's output and D's input"
+    claim: str = ""  # what the rule's author claims it does (the paper's words, or the plugin author's)
+
+    def __post_init__(self):
+        if not self.id or any(ch.isspace() for ch in self.id) or "." in self.id or self.id == NO_RULE:
+            raise SpecError(f"rule {self.id!r}: an id is one word without dots or spaces (claim ids are "
+                            f"'<rule>.<name>'), and {NO_RULE!r} means no rule")
+        if not self.text:
+            raise SpecError(f"rule {self.id!r}: text (the rule itself) must not be empty")
+
+
+# The paper's rules, as DESIGN.md states them; registered through ``ganbench_rules`` like a plugin's.
+RULES: dict[str, Rule] = {r.id: r for r in (
+    Rule("R1", "strided convolutions in D, fractional-strided in G, no pooling",
+         "allowing the network to learn its own spatial downsampling/upsampling"),
+    Rule("R2", "batchnorm in G and D, except G's output and D's input",
+         "BN is critical to get deep generators to begin learning and prevents collapse to a single point; "
+         "BN on all layers resulted in sample oscillation and model instability"),
+    Rule("R3", "no fully connected hidden layers",
+         "global average pooling increased model stability but hurt convergence speed"),
+    Rule("R4", "ReLU in G, Tanh at its output",
+         "a bounded output learns more quickly to saturate and cover the color space"),
+    Rule("R5", "LeakyReLU (slope 0.2) in D", "works well, especially for higher resolution modeling"),
+    Rule("R6", "Adam, lr 2e-4, beta1 0.5; N(0, 0.02) init",
+         "lr 1e-3 too high; beta1 0.9 resulted in training oscillation and instability"),
+)}
 
 
 @dataclass(frozen=True)
@@ -64,7 +83,7 @@ def adam_both(**changes: Any) -> OptimSpec:
 @dataclass(frozen=True)
 class Variant:
     name: str
-    rule: str                                   # "R1".."R6" for the paper's rules, anything for a plugin's own
+    rule: str                                   # a registered Rule's id: "R1".."R6", or a plugin's own; "-": none
     description: str                            # one line: what differs from the paper's network
     claim: str = ""                             # the paper's claim this variant tests
     expects: Mapping[str, str] = field(default_factory=dict)   # metric -> "worse" | "better" | "same" vs dcgan
@@ -118,9 +137,14 @@ def _as_paper(base: ArchSpec, changed) -> ArchSpec:
 
 
 def _param_counts(builder, spec: ArchSpec) -> tuple[int, int]:
-    """G's and D's parameters, built on the meta device (no memory, no random numbers drawn)."""
-    with torch.device("meta"):
-        G, D = builder(spec)
+    """G's and D's parameters, built on the meta device (no memory, no random numbers drawn); a builder that
+    cannot run there is built on the CPU with the global random state put back afterwards."""
+    try:
+        with torch.device("meta"):
+            G, D = builder(spec)
+    except (NotImplementedError, RuntimeError):
+        with torch.random.fork_rng(devices=[]):
+            G, D = builder(spec)
     return count_params(G), count_params(D)
 
 
@@ -157,14 +181,14 @@ def match_fc_widths(spec: ArchSpec, paper: ArchSpec, builder=build, name: str = 
 def _paper(name: str, *, rule: str, description: str, expects: Mapping[str, str], arch: Mapping[str, Any] = {},
            optim: OptimSpec = OptimSpec(), match_params: bool = False) -> Variant:
     """A variant that breaks one of the paper's rules; its claim is that rule's claim (``RULES``)."""
-    return Variant(name, rule=rule, description=description, claim=RULES[rule][1], expects=expects, arch=arch,
+    return Variant(name, rule=rule, description=description, claim=RULES[rule].claim, expects=expects, arch=arch,
                    optim=optim, match_params=match_params)
 
 
 WORSE_FID = {"fid": "worse"}
 
 VARIANTS: list[Variant] = [
-    Variant("dcgan", rule="-", description="the paper's network and optimizer: the baseline"),
+    Variant("dcgan", rule=NO_RULE, description="the paper's network and optimizer: the baseline"),
     # R1: learned up/downsampling
     _paper("d-maxpool", rule="R1", description="D: stride-1 conv + 2x2 max-pool instead of strided conv",
            expects=WORSE_FID, arch={"d_downsample": "maxpool"}),
@@ -279,3 +303,8 @@ def confounded(ratios: Mapping[str, float], limit: float = CONFOUND_RATIO) -> li
 @hookimpl
 def ganbench_variants() -> list[Variant]:
     return VARIANTS
+
+
+@hookimpl
+def ganbench_rules() -> list[Rule]:
+    return list(RULES.values())

@@ -29,8 +29,17 @@ def test_list_other_registries(what, name):
 
 def test_list_plugins_shows_builtins_and_hooks():
     rows = {r["name"]: r for r in _json("list", "plugins")}
-    assert rows["ganbench.variants"]["hooks"] == ["ganbench_variants"]
+    assert rows["ganbench.variants"]["hooks"] == ["ganbench_rules", "ganbench_variants"]
+    assert rows["ganbench.claims"]["hooks"] == ["ganbench_claims"]
     assert rows["ganbench.data"]["hooks"] == ["ganbench_datasets"]
+    assert all(r["clashes"] == [] for r in rows.values())
+
+
+def test_list_rules_and_claims():
+    assert [r["id"] for r in _json("list", "rules")] == ["R1", "R2", "R3", "R4", "R5", "R6"]
+    claims = {r["id"]: r for r in _json("list", "claims")}
+    assert claims["R2.collapse"]["endpoint"] == "modes worse" and claims["R2.collapse"]["plugin"] == "ganbench.claims"
+    assert _json("list", "extractors") == []          # ganbench's own are chosen by the protocol's extractor key
 
 
 def test_list_table_renders():

@@ -472,3 +472,112 @@ def test_classifier_counts_modes_on_real_mnist_and_stacked_mnist(mnist_extractor
     feats = extract_features(images[:4], ex)
     assert feats.shape == (4, 384)
     assert torch.allclose(feats[:, 128:256], extract_features(images[:4, 1:2], mnist_extractor))
+
+
+# ---- what a plugin metric and a plugin extractor must do ---------------------------------------------------
+
+
+def _with_plugin(monkeypatch, name: str, **hooks) -> None:
+    """The catalog with one more plugin implementing ``hooks`` (hook name -> list it returns)."""
+    plugin = types.SimpleNamespace(**{hook: hookimpl(lambda items=items: items) for hook, items in hooks.items()})
+    pm = plugins.get_plugin_manager(autoload=False)
+    pm.register(plugin, name=name)
+    cat = plugins.Catalog.from_plugin_manager(pm)
+    monkeypatch.setattr(plugins, "catalog", lambda: cat)
+
+
+def test_plugin_metric_returns_every_declared_output_or_none(monkeypatch):
+    from ganbench.metrics import MetricError
+
+    def partial(ctx):
+        return {"sharpness": 1.0, "sharpness_n": 3}
+
+    specs = [MetricSpec("sharp", "declares two outputs, returns one", partial, {"sharpness": True, "contrast": None},
+                        metadata=("sharpness_n",)),
+             MetricSpec("inapplicable", "returns nothing: does not apply", lambda ctx: {}, {"x": True}),
+             MetricSpec("meta-only", "returns its metadata only", lambda ctx: {"meta_n": 1}, {"y": True},
+                        metadata=("meta_n",))]
+    _with_plugin(monkeypatch, "sharp-plugin", ganbench_metrics=specs)
+    images = to_float(_digits("train").images[:64])
+    assert evaluate(_context(SMOKE, images), ["inapplicable"]) == {}                      # {} is allowed
+    with pytest.raises(MetricError, match=r"^metric 'sharp' \(plugin 'sharp-plugin'\) did not return its declared "
+                                          r"outputs \['contrast'\] \(it returned \['sharpness', 'sharpness_n'\]\)"):
+        evaluate(_context(SMOKE, images), ["sharp"])
+    with pytest.raises(MetricError, match=r"metric 'meta-only' .* outputs \['y'\]"):      # metadata is not an output
+        evaluate(_context(SMOKE, images), ["meta-only"])
+    with pytest.raises(SpecError, match="both as outputs and as metadata"):
+        MetricSpec("x", "", partial, {"a": True}, metadata=("a",))
+    with pytest.raises(SpecError, match="True .* False .* None"):
+        MetricSpec("x", "", partial, {"a": "higher"})
+
+
+class _PooledPixels(torch_fidelity.FeatureExtractorBase):
+    """A torch-fidelity extractor with no weights: 4x4 average-pooled pixels."""
+
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("pooled",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "pooled"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+    def forward(self, x):
+        return (torch.nn.functional.adaptive_avg_pool2d(x.float() / 127.5 - 1, 4).flatten(1),)
+
+
+def test_a_data_set_nothing_can_score_is_refused_saying_what_would_enable_it(monkeypatch):
+    from ganbench.data import DatasetSpec
+    from ganbench.metrics import ExtractorSpec, metric_problem
+    from ganbench.metrics.features import extractor_problem
+
+    quality_spec = BUILTIN_METRICS[0]
+    odd = replace(DIGITS, name="odd-digits", family="odd")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: "/nonexistent-hub")     # no InceptionV3 weights here
+    problem = metric_problem(quality_spec, SMOKE, odd)
+    assert "ganbench_extractors hook" in problem and "fid_weights=PATH" in problem and "metrics=[...]" in problem
+    assert "\n" not in problem and metric_problem(BUILTIN_METRICS[3], SMOKE, odd) == ""      # cost reads no features
+    # a plugin extractor for the family (or the name) enables it; its own problem is said instead
+    serve = ExtractorSpec("pooled", "pooled pixels", _PooledPixels, "pooled", families=("odd",),
+                          problem=lambda p, d: "needs 1 channel" if p.channels != 1 else "")
+    _with_plugin(monkeypatch, "pool-plugin", ganbench_extractors=[serve])
+    assert extractor_problem(SMOKE, odd) == ""
+    assert extractor_problem(replace(SMOKE, channels=3), odd) == (
+        "extractor 'pooled' cannot score data set 'odd-digits' here: needs 1 channel")
+    assert extractor_problem(SMOKE, DatasetSpec("x", "", None, None, "other")).startswith("it needs a feature extractor")
+    with pytest.raises(SpecError, match="families=... or datasets=..."):
+        ExtractorSpec("e", "", _PooledPixels, "pooled")
+
+
+def test_a_plugin_extractor_scores_its_data_by_name_before_family_and_before_the_domain_classifier(monkeypatch):
+    from ganbench.metrics import ExtractorSpec
+    from ganbench.metrics.features import plugin_extractor_for
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: "/nonexistent-hub")
+    by_family = ExtractorSpec("fam", "by family", _PooledPixels, "pooled", families=("digits",))
+    by_name = ExtractorSpec("named", "by name", f"{__name__}:_PooledPixels", "pooled", datasets=("digits",),
+                            version="3")
+    _with_plugin(monkeypatch, "pool-plugin", ganbench_extractors=[by_family, by_name])
+    assert plugin_extractor_for(DIGITS) is by_name
+    ex = choose_extractor(SMOKE, DIGITS)
+    assert (ex.label, ex.layer, ex.weights_path, ex.weights_arg) == ("named-v3", "pooled", None, None)
+    assert FEATURE_EXTRACTORS_REGISTRY[ex.name] is _PooledPixels
+    images = to_float(_digits("train").images[:256])
+    out = evaluate(_context(SMOKE, images), ["quality"])
+    assert out["quality_extractor"] == "named-v3" and 0 <= out["fid"] < 1.0      # real digits vs real digits
+    assert choose_extractor(replace(SMOKE, extractor="domain"), DIGITS).label == "named-v3"
+    bad = ExtractorSpec("bad", "wrong layer", _PooledPixels, "2048", datasets=("digits",))
+    _with_plugin(monkeypatch, "bad-plugin", ganbench_extractors=[bad])
+    with pytest.raises(Exception, match="layer '2048' is not one of the features _PooledPixels provides"):
+        choose_extractor(SMOKE, DIGITS)

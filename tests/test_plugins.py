@@ -1,12 +1,17 @@
 """The plugin system, for real: the example package through its entry point, autoload on and off, a name
-registered twice, a plugin that fails to load, and a built-in implementation of every hook."""
+registered twice, a plugin that fails to load, a built-in implementation of every hook, a third party's
+plugin using every hook from install to a report without it, and the author's guide checked against the specs."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
+import re
 import sys
 import types
 from importlib.metadata import EntryPoint, PackageNotFoundError, version
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,11 +19,12 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ganbench import hookspecs, plugins
-from ganbench.arch import ArchSpec
+from ganbench.arch import ArchSpec, build
 from ganbench.errors import PluginClash
 from ganbench.hookspecs import hookimpl
-from ganbench.plugins import BUILTIN_PLUGINS, REGISTERING_HOOKS, Catalog, PluginLoadWarning, get_plugin_manager
-from ganbench.variants import VARIANTS, Variant
+from ganbench.plugins import (BUILTIN_PLUGINS, PLUGIN_ONLY_HOOKS, REGISTERING_HOOKS, Catalog, PluginLoadWarning,
+                              get_plugin_manager)
+from ganbench.variants import VARIANTS, Rule, Variant
 
 EXTRA_DIST = "ganbench-extra"   # plugins/ganbench-extra
 EXTRA_PLUGIN = "extra"          # its entry point's name, which is the plugin's name
@@ -58,10 +64,6 @@ def _module_plugin(name: str, hook: str, items: list) -> types.ModuleType:
     return module
 
 
-def _named(*names: str) -> list:
-    return [types.SimpleNamespace(name=n) for n in names]
-
-
 # ---- the example package, loaded through its entry point ----------------------------------------------
 
 
@@ -77,8 +79,11 @@ def test_installed_plugin_loads_through_its_entry_point(monkeypatch):
     # built-ins register first, so listings start with the paper's variants
     assert cat.variants.names()[:len(BUILTIN_VARIANTS)] == BUILTIN_VARIANTS
     rows = {row["name"]: row for row in cat.plugins()}
+    module = pm.get_plugin(EXTRA_PLUGIN)
     assert rows[EXTRA_PLUGIN] == {"name": EXTRA_PLUGIN, "distribution": EXTRA_DIST, "version": version(EXTRA_DIST),
-                                  "module": "ganbench_extra.plugin", "hooks": ["ganbench_variants"]}
+                                  "module": "ganbench_extra.plugin", "hooks": [h for h in HOOKSPECS if hasattr(module, h)],
+                                  "clashes": []}
+    assert "ganbench_variants" in rows[EXTRA_PLUGIN]["hooks"]
     assert all(rows[b]["distribution"] == "ganbench" for b in BUILTIN_PLUGINS)
 
 
@@ -181,25 +186,77 @@ def test_lrelu_variant_is_a_pure_diff():
 # ---- a name registered twice --------------------------------------------------------------------------
 
 
-def test_two_plugins_registering_one_new_name_clash():
+def _clashing_pm():
     pm = get_plugin_manager(autoload=False)
-    pm.register(_module_plugin("alpha_plugin", "ganbench_variants", [Variant("twin", "extra", "one")]), name="alpha")
-    pm.register(_module_plugin("beta_plugin", "ganbench_variants", [Variant("twin", "extra", "two")]), name="beta")
-    with pytest.raises(PluginClash, match=r"variant 'twin' is registered twice: by plugin 'alpha' and by plugin 'beta'"):
-        Catalog.from_plugin_manager(pm)
+    pm.register(_module_plugin("alpha_plugin", "ganbench_variants", [Variant("twin", "-", "one")]), name="alpha")
+    pm.register(_module_plugin("beta_plugin", "ganbench_variants", [Variant("twin", "-", "two")]), name="beta")
+    return pm
 
 
-@pytest.mark.parametrize("hook", sorted(REGISTERING_HOOKS))
+def test_two_plugins_registering_one_new_name_clash():
+    cat = Catalog.from_plugin_manager(_clashing_pm(), warn=False)   # built: the clash is collected, not raised
+    assert cat.variants.get("twin").description == "one" and cat.variants.origin("twin") == "alpha"   # the first kept
+    with pytest.raises(PluginClash, match=r"^variant 'twin' is registered twice: by plugin 'alpha' and by plugin "
+                                          r"'beta'; .*ganbench list plugins") as err:
+        cat.check()
+    assert (err.value.kind, err.value.name, err.value.plugins) == ("variant", "twin", ("alpha", "beta"))
+
+
+def test_a_clash_stops_run_but_list_plugins_shows_both_plugins_and_the_name(monkeypatch, tmp_path):
+    from click.testing import CliRunner
+
+    from ganbench.cli import main
+
+    monkeypatch.setattr(plugins, "get_plugin_manager", lambda autoload=None: _clashing_pm())
+    plugins.catalog.cache_clear()
+    try:
+        runner = CliRunner()
+        r = runner.invoke(main, ["run", "--variant", "dcgan", "--protocol", "smoke", "--results", str(tmp_path)])
+        assert r.exit_code == 2 and "variant 'twin' is registered twice: by plugin 'alpha' and by plugin 'beta'" in r.output
+        assert not any(tmp_path.iterdir())
+        for command in (["list"], ["list", "rules"], ["show", "dcgan"]):
+            r = runner.invoke(main, command)
+            assert r.exit_code == 2 and "registered twice" in r.output, command
+        r = runner.invoke(main, ["list", "plugins", "--format", "json"])
+        assert r.exit_code == 0, r.output
+        rows = {row["name"]: row for row in json.loads(r.stdout)}
+        assert rows["alpha"]["clashes"] == ["variant 'twin' (also beta)"]
+        assert rows["beta"]["clashes"] == ["variant 'twin' (also alpha)"]
+        table = runner.invoke(main, ["list", "plugins"])
+        assert table.exit_code == 0 and "alpha" in table.output and "beta" in table.output
+        assert "variant 'twin' is registered twice" in table.output     # said once more under the table
+    finally:
+        plugins.catalog.cache_clear()
+
+
+@pytest.mark.parametrize("hook", sorted(set(REGISTERING_HOOKS) - set(PLUGIN_ONLY_HOOKS)))
 def test_plugin_reusing_a_builtin_name_clashes_with_the_builtin(hook):
     attr, kind = REGISTERING_HOOKS[hook]
     taken = getattr(Catalog.from_plugin_manager(get_plugin_manager(autoload=False)), attr)
     name = taken.names()[0]
     pm = get_plugin_manager(autoload=False)
-    pm.register(_module_plugin("copycat_plugin", hook, _named("fresh", name)), name="copycat")
+    items = [types.SimpleNamespace(**{taken.key: n}) for n in ("fresh", name)]
+    pm.register(_module_plugin("copycat_plugin", hook, items), name="copycat")
+    cat = Catalog.from_plugin_manager(pm, warn=False)
     with pytest.raises(PluginClash) as err:
-        Catalog.from_plugin_manager(pm)
-    assert str(err.value) == (f"{kind} {name!r} is registered twice: by plugin {taken.origin(name)!r} "
-                              f"and by plugin 'copycat'")
+        cat.check()
+    assert str(err.value).startswith(f"{kind} {name!r} is registered twice: by plugin {taken.origin(name)!r} "
+                                     f"and by plugin 'copycat'; ")
+    assert "fresh" in getattr(cat, attr)        # what does not clash is registered
+
+
+def test_variants_and_claims_of_a_rule_no_plugin_registers_work_with_one_warning():
+    pm = get_plugin_manager(autoload=False)
+    pm.register(_module_plugin("lonely_plugin", "ganbench_variants",
+                               [Variant("lonely-1", "P9", "one"), Variant("lonely-2", "P9", "two")]), name="lonely")
+    with pytest.warns(plugins.PluginWarning) as record:
+        cat = Catalog.from_plugin_manager(pm)
+    assert len(record) == 1 and cat.notes == [str(record[0].message)]
+    assert str(record[0].message).startswith("plugin 'lonely' names rule 'P9' (variant lonely-1, variant lonely-2), "
+                                             "which no plugin registers")
+    assert cat.check().variants.get("lonely-1").rule == "P9"
+    pm.register(_module_plugin("rule_plugin", "ganbench_rules", [Rule("P9", "a rule", "its claim")]), name="ruler")
+    assert Catalog.from_plugin_manager(pm).notes == []          # registered by any plugin: no warning
 
 
 # ---- a plugin that fails to load ----------------------------------------------------------------------
@@ -252,16 +309,22 @@ def test_hookspecs_are_found():
     assert HOOKSPECS == sorted(REGISTERING_HOOKS), "every hook is merged into the catalog"
 
 
-@pytest.mark.parametrize("hook", HOOKSPECS)
+def test_plugin_only_hooks_have_no_builtin_implementation():
+    pm = get_plugin_manager(autoload=False)
+    for hook in PLUGIN_ONLY_HOOKS:
+        assert not getattr(pm.hook, hook).get_hookimpls()
+
+
+@pytest.mark.parametrize("hook", sorted(set(HOOKSPECS) - set(PLUGIN_ONLY_HOOKS)))
 def test_every_hook_has_a_builtin_implementation(hook):
     pm = get_plugin_manager(autoload=False)
     impls = getattr(pm.hook, hook).get_hookimpls()
     assert {impl.plugin_name for impl in impls} & set(BUILTIN_PLUGINS)
     items = [item for impl in impls for item in impl.function()]
-    assert items and all(isinstance(item.name, str) and item.name for item in items)
     attr, _ = REGISTERING_HOOKS[hook]
     registry = getattr(Catalog.from_plugin_manager(pm), attr)
-    assert registry.names() == [item.name for item in items]
+    assert items and all(isinstance(getattr(item, registry.key), str) and getattr(item, registry.key) for item in items)
+    assert registry.names() == [getattr(item, registry.key) for item in items]
     assert {registry.origin(n) for n in registry.names()} <= set(BUILTIN_PLUGINS)
 
 
@@ -269,3 +332,314 @@ def test_builtin_variants_are_registered_by_the_variants_plugin():
     cat = Catalog.from_plugin_manager(get_plugin_manager(autoload=False))
     assert len(cat.variants) == len(VARIANTS) > 0 and "dcgan" in cat.variants
     assert {cat.variants.origin(n) for n in cat.variants.names()} == {"ganbench.variants"}
+
+
+# ---- a third party's plugin, end to end: installed, run, reported, uninstalled, reported again ----------
+
+MYPLUG = '''"""myplug: a throwaway ganbench plugin, written from docs/plugins.md alone."""
+import math
+from collections import OrderedDict
+
+import torch
+import torch_fidelity
+from torch import nn
+
+from ganbench.arch import build, init_weights
+from ganbench.claims import Claim
+from ganbench.data import DatasetSpec, ImageSet
+from ganbench.hookspecs import hookimpl
+from ganbench.metrics import ExtractorSpec, MetricSpec
+from ganbench.protocol import Protocol
+from ganbench.variants import Rule, Variant
+
+
+def build_d_mix(spec):
+    """The paper's G; D with a 1x1 convolution mixing its 4x4 features before its head."""
+    G, D = build(spec)
+    width = spec.d_width * 2 ** (spec.stages - 1)
+    mix = nn.Sequential(nn.Conv2d(width, width, 1, bias=False), nn.LeakyReLU(spec.leaky_slope))
+    init_weights(mix, spec.init)
+    stages = [(name, m) for name, m in D.named_children() if name != "head"]    # down0, down1, ...
+    return G, nn.Sequential(OrderedDict([*stages, ("mix", mix), ("head", D.head)]))
+
+
+def load_blobs(split, resolution, channels, root, seed):
+    """One Gaussian blob per image, at a random place and size: no labels."""
+    gen = torch.Generator().manual_seed(2 * seed + (split == "test"))
+    n = 512 if split == "train" else 256
+    y, x = torch.meshgrid(torch.arange(resolution), torch.arange(resolution), indexing="ij")
+    cy, cx = (torch.rand(2, n, 1, 1, generator=gen) * resolution).unbind(0)
+    r = 1.5 + torch.rand(n, 1, 1, generator=gen) * resolution / 6
+    img = torch.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r ** 2))
+    images = (img * 255).round().to(torch.uint8).unsqueeze(1).expand(n, channels, resolution, resolution)
+    return ImageSet(images.contiguous(), None)
+
+
+class PooledPixels(torch_fidelity.FeatureExtractorBase):
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("pooled",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "pooled"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+    def forward(self, x):
+        return (nn.functional.adaptive_avg_pool2d(x.float() / 127.5 - 1, 4).flatten(1),)
+
+
+def sharpness(ctx):
+    fake = ctx.fake_images()
+    if fake is None:
+        return {"sharpness": math.nan}
+    x = fake.float() / 127.5 - 1
+    lap = x[..., 1:-1, 1:-1] * 4 - x[..., :-2, 1:-1] - x[..., 2:, 1:-1] - x[..., 1:-1, :-2] - x[..., 1:-1, 2:]
+    return {"sharpness": float(lap.abs().mean()), "sharpness_n": len(fake)}
+
+
+@hookimpl
+def ganbench_rules():
+    return [Rule("P1", "mix D's last features before its logit", "mixing sharpens what D looks at")]
+
+
+@hookimpl
+def ganbench_claims():
+    return [Claim("P1.sharper", "P1", "a D that mixes its features makes G's samples sharper",
+                  variants=("d-mix",), metric="sharpness", direction="better")]
+
+
+@hookimpl
+def ganbench_variants():
+    return [Variant("d-mix", rule="P1", description="D: a 1x1 conv mixing its 4x4 features",
+                    expects={"sharpness": "better"}, builder=build_d_mix)]
+
+
+@hookimpl
+def ganbench_datasets():
+    return [DatasetSpec("blobs", "one Gaussian blob an image", load_blobs, None, "blob", needs_root=False)]
+
+
+@hookimpl
+def ganbench_extractors():
+    return [ExtractorSpec("pooled-pixels", "4x4 average-pooled pixels", PooledPixels, "pooled", families=("blob",))]
+
+
+@hookimpl
+def ganbench_metrics():
+    return [MetricSpec("sharpness", "mean absolute Laplacian of the samples", sharpness, {"sharpness": True},
+                       metadata=("sharpness_n",))]
+
+
+@hookimpl
+def ganbench_protocols():
+    return [Protocol(name="blobs-smoke", description="seconds: blobs at 16 px", dataset="blobs", resolution=16,
+                     g_width=8, d_width=8, z_dim=16, batch_size=32, steps=20, eval_every=10, n_eval=256,
+                     n_final=256, n_real=256, seeds=2, metrics=("quality", "stability", "sharpness"))]
+'''
+
+
+def _install_throwaway_plugin(root, monkeypatch) -> None:
+    """``myplug`` as a real distribution with an entry point, found through ``sys.path`` only."""
+    (root / "myplug").mkdir(parents=True)
+    (root / "myplug" / "__init__.py").write_text(MYPLUG)
+    info = root / "myplug-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: myplug\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[ganbench]\nmyplug = myplug\n")
+    monkeypatch.syspath_prepend(str(root))
+    monkeypatch.delenv("GANBENCH_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    found = plugins.entry_points   # importlib.metadata's own lookup, less the other plugins installed here
+    monkeypatch.setattr(plugins, "entry_points", lambda *, group: [ep for ep in found(group=group) if ep.name == "myplug"])
+    plugins.catalog.cache_clear()
+
+
+def test_a_third_party_plugin_runs_and_its_rule_is_reported_with_and_without_it(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from ganbench.cli import main
+    from ganbench.suite import expand_variants
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))   # no InceptionV3: its own extractor
+    monkeypatch.setitem(sys.modules, "myplug", None)          # so that undo() forgets the module imported below
+    del sys.modules["myplug"]
+    _install_throwaway_plugin(tmp_path / "site", monkeypatch)
+    results, runner = tmp_path / "results", CliRunner()
+    try:
+        cat = plugins.catalog()
+        assert [name for name, _ in cat.pm.list_name_plugin()] == [*BUILTIN_PLUGINS, "myplug"]
+        assert not cat.notes and not cat.clashes
+        for kind, name in (("variants", "d-mix"), ("rules", "P1"), ("claims", "P1.sharper"), ("datasets", "blobs"),
+                           ("metrics", "sharpness"), ("extractors", "pooled-pixels"), ("protocols", "blobs-smoke")):
+            assert cat.provenance(kind, name) == {"plugin": "myplug", "distribution": "myplug", "version": "0.1"}
+        assert expand_variants(["P1"]) == ("d-mix",)
+        shown = runner.invoke(main, ["show", "d-mix", "--resolution", "16", "--width", "8", "--channels", "1",
+                                     "--format", "json"])
+        assert shown.exit_code == 0, shown.output
+        assert [row["module"] for row in json.loads(shown.stdout)["layers"]["D"]][:3] == ["down0.0", "down0.1", "down1.0"]
+        listed = runner.invoke(main, ["list", "rules", "--format", "json"])
+        assert [r["id"] for r in json.loads(listed.stdout)] == ["R1", "R2", "R3", "R4", "R5", "R6", "P1"]
+        r = runner.invoke(main, ["run", "--protocol", "smoke", "--variant", "d-mix", "--variant", "dcgan",
+                                 "--set", 'dataset="blobs"', "--set", 'metrics=["quality", "stability", "sharpness"]',
+                                 "--seeds", "2", "--results", str(results)], catch_exceptions=False)
+        assert r.exit_code == 0, r.output
+        spec = json.loads((results / "smoke" / "d-mix" / "seed-0" / "spec.json").read_text())
+        assert spec["rule"] == {"id": "P1", "text": "mix D's last features before its logit",
+                                "claim": "mixing sharpens what D looks at", "plugin": "myplug",
+                                "distribution": "myplug", "version": "0.1"}
+        assert [c["id"] for c in spec["claims"]] == ["P1.sharper"] and spec["claims"][0]["plugin"] == "myplug"
+        assert spec["metrics"]["sharpness"]["outputs"] == {"sharpness": True}
+        assert spec["dataset"]["family"] == "blob" and spec["variant"]["distribution"] == "myplug"
+        summary = json.loads((results / "smoke" / "d-mix" / "seed-0" / "summary.json").read_text())
+        assert summary["final"]["quality_extractor"] == "pooled-pixels-v1" and summary["final"]["sharpness"] > 0
+        dcgan = json.loads((results / "smoke" / "dcgan" / "seed-0" / "spec.json").read_text())
+        # the baseline's records carry every claim it is the baseline of, the plugin's and the paper's
+        assert {"P1.sharper", "R1.learn-downsampling"} <= {c["id"] for c in dcgan["claims"]}
+        assert dcgan["rule"] == {"id": "-", "text": "", "claim": ""}
+        with_plugin = _report(runner, results, tmp_path / "with.json")
+    finally:
+        plugins.catalog.cache_clear()
+    # uninstalled: its module gone from sys.path and autoload off; every plugin-declared property from the records
+    monkeypatch.undo()
+    monkeypatch.setenv("GANBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    plugins.catalog.cache_clear()
+    assert "d-mix" not in plugins.catalog().variants and "P1" not in plugins.catalog().rules
+    without = _report(runner, results, tmp_path / "without.json")
+    for report in (with_plugin, without):
+        # reported as what they trained: a builder's networks are its own, not dcgan's (re-labelling compares them)
+        assert {r["variant"] for r in report["runs"]} == {"d-mix", "dcgan"}
+        assert not [w for w in report["warnings"] if "trained as" in w]
+        rule = {r["rule"]: r for r in report["rules"]}["P1"]
+        assert rule["paper_rule"] == "mix D's last features before its logit"
+        assert rule["rule_claim"] == "mixing sharpens what D looks at"
+        claim = {c["claim"]: c for c in report["claims"]}["P1.sharper"]
+        assert claim["text"] == "a D that mixes its features makes G's samples sharper"
+        assert (claim["variant"], claim["metric"], claim["expected"], claim["better"]) == (
+            "d-mix", "sharpness", "better", "higher")
+        assert claim["verdict"] in ("supported", "contradicted", "inconclusive", "underpowered")
+        sharp = [a for a in report["aggregates"] if a["metric"] == "sharpness"]
+        assert sharp and {a["better"] for a in sharp} == {"higher"}
+        # the built-in claims no run here tests are still accounted for
+        assert {c["claim"]: c for c in report["claims"]}["R6.lr"]["verdict"] == "untested"
+    assert with_plugin["rules"] == without["rules"] and with_plugin["claims"] == without["claims"]
+
+
+def _report(runner, results, out) -> dict:
+    from ganbench.cli import main
+
+    r = runner.invoke(main, ["report", "--results", str(results), "--format", "json", "--out", str(out)],
+                      catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    return json.loads(out.read_text())
+
+
+# ---- the author's guide cannot drift from the specs ------------------------------------------------------
+
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
+
+
+def _spec_classes() -> dict[str, type]:
+    from ganbench.arch import ArchSpec
+    from ganbench.claims import Claim
+    from ganbench.data import DatasetSpec, ImageSet
+    from ganbench.metrics import EvalContext, ExtractorSpec, MetricSpec
+    from ganbench.protocol import Protocol
+    from ganbench.variants import Adam, OptimSpec
+
+    return {f"{c.__module__}.{c.__name__}": c for c in (Variant, OptimSpec, Adam, ArchSpec, Rule, Claim, DatasetSpec,
+                                                          ImageSet, MetricSpec, EvalContext, ExtractorSpec, Protocol)}
+
+
+def _guide_tables() -> dict[str, dict[str, list[str]]]:
+    """Class path -> {name in the first column: the row's cells} for each table under ``<!-- fields: PATH -->``."""
+    tables: dict[str, dict[str, list[str]]] = {}
+    current = None
+    for line in GUIDE.read_text().splitlines():
+        marker = re.fullmatch(r"<!-- fields: ([\w.]+) -->", line.strip())
+        if marker:
+            current = tables.setdefault(marker.group(1), {})
+        elif current is not None and line.startswith("|"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            name = re.fullmatch(r"`(\w+)(\(\))?`", cells[0])
+            if name:
+                current[name.group(1)] = cells
+        elif current is not None and current:
+            current = None    # the table ended
+    return tables
+
+
+def test_the_guide_has_a_table_for_every_spec_a_plugin_author_fills_in():
+    assert set(_guide_tables()) == set(_spec_classes())
+
+
+@pytest.mark.parametrize("path", sorted(_spec_classes()))
+def test_the_guide_describes_every_field_with_its_default(path):
+    cls = _spec_classes()[path]
+    rows = _guide_tables()[path]
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")}
+    assert set(fields) <= set(rows), f"docs/plugins.md lacks {sorted(set(fields) - set(rows))} of {path}"
+    public = {n for n in dir(cls) if not n.startswith("_")}
+    assert set(rows) - set(fields) <= public, f"docs/plugins.md describes what {path} does not have"
+    for name, f in fields.items():
+        default = rows[name][2]
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            assert default == "required", (path, name, default)
+            continue
+        assert default != "required", (path, name)
+        value = f.default
+        if isinstance(value, bool) or value is None:
+            assert default == f"`{value}`", (path, name, default)
+        elif isinstance(value, (int, float)):
+            assert float(default.strip("`")) == value, (path, name, default)
+        elif isinstance(value, str) and default.startswith("`"):
+            assert default == f'`"{value}"`', (path, name, default)
+
+
+def _allowed_values() -> dict[tuple[str, str], list[str]]:
+    from ganbench import arch, metrics, protocol
+    from ganbench.claims import REQUIREMENTS
+    from ganbench.metrics.features import FAMILIES
+    from ganbench.variants import DIRECTIONS
+
+    a = "ganbench.arch.ArchSpec"
+    p = "ganbench.protocol.Protocol"
+    return {(a, "g_input"): list(arch.G_INPUTS), (a, "g_upsample"): list(arch.UPSAMPLERS),
+            (a, "d_downsample"): list(arch.DOWNSAMPLERS), (a, "d_head"): list(arch.D_HEADS),
+            (a, "g_act"): list(arch.ACTIVATIONS), (a, "d_act"): list(arch.ACTIVATIONS), (a, "g_out"): list(arch.OUTPUTS),
+            (a, "bias"): list(arch.BIAS_POLICIES), (a, "init"): list(arch.INITS), (a, "g_bn"): list(arch.BN_POLICIES),
+            (a, "d_bn"): list(arch.BN_POLICIES), (p, "extractor"): list(protocol.EXTRACTORS),
+            (p, "precision"): list(protocol.PRECISIONS), (p, "device"): list(protocol.DEVICES),
+            (p, "reference_split"): ["test", "train"], ("ganbench.metrics.MetricSpec", "when"): list(metrics.WHEN),
+            ("ganbench.variants.Variant", "expects"): list(DIRECTIONS),
+            ("ganbench.claims.Claim", "direction"): list(DIRECTIONS), ("ganbench.claims.Claim", "needs"): list(REQUIREMENTS),
+            ("ganbench.data.DatasetSpec", "family"): list(FAMILIES)}
+
+
+@pytest.mark.parametrize("path, field", sorted(_allowed_values()))
+def test_the_guide_lists_every_allowed_value(path, field):
+    row = " | ".join(_guide_tables()[path][field])
+    missing = [v for v in _allowed_values()[(path, field)] if f'`"{v}"`' not in row]
+    assert not missing, f"docs/plugins.md: {path}.{field} does not list {missing}"
+
+
+def test_the_hookspecs_point_to_the_guide_and_their_example_changes_d_only():
+    from ganbench.arch import ArchSpec
+
+    assert "docs/plugins.md" in hookspecs.__doc__
+    example = re.search(r'arch=(\{[^}]*\})', hookspecs.__doc__).group(1)
+    changed = eval(example)   # noqa: S307  (our own docstring)
+    base = ArchSpec(resolution=32, channels=1, g_width=8, d_width=8, z_dim=16)
+    G0, D0 = build(base)
+    G1, D1 = build(dataclasses.replace(base, **changed))
+    assert repr(G0) == repr(G1) and repr(D0) != repr(D1)
+    assert all(f'"{hook}' in GUIDE.read_text() or f"`{hook}`" in GUIDE.read_text() for hook in HOOKSPECS)

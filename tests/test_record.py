@@ -37,6 +37,13 @@ def test_the_record_carries_what_the_report_needs(smoke_run):
     assert spec["variant"]["plugin"] == "ganbench.variants" and spec["variant"]["distribution"] == "ganbench"
     assert spec["dataset"]["plugin"] == "ganbench.data" and spec["metrics"]["cost"]["plugin"] == "ganbench.metrics"
     assert data.directions["train_ips"] is True and data.directions["g_loss"] is None
+    # the claims the run takes part in (dcgan: every claim it is the baseline of) and the rules they are about
+    assert spec["rule"] == {"id": "-", "text": "", "claim": ""} and spec["variant"]["primary"] == ""
+    claims = {c["id"]: c for c in spec["claims"]}
+    assert claims["R2.collapse"]["variants"] == ["no-bn-gen", "no-bn", "no-bn-bias-free", "no-bn-he-init"]
+    assert claims["R2.collapse"]["plugin"] == "ganbench.claims" and "R2.poor-init" not in claims   # vs no-bn-he-init
+    assert [r["id"] for r in spec["rules"]] == ["R1", "R2", "R3", "R4", "R5", "R6"]
+    assert spec["rules"][1]["text"] == "batchnorm in G and D, except G's output and D's input"
     assert spec["environment"]["cpu_capability"]
     assert [r["step"] for r in data.series] == [10, 20]
 

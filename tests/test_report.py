@@ -449,3 +449,38 @@ def test_plan_sizes_a_study_from_a_pilot_given_its_protocol_folder(tmp_path):
     assert row["seeds_corrected"] >= row["seeds_one_test"] and row["n"] == "3 vs 3" and row["mde"].endswith("x")
     r = CliRunner().invoke(main, ["plan", str(tmp_path / "unit"), "--format", "json"])
     assert r.exit_code == 0 and json.loads(r.stdout)[0]["claim"] == "R1.worse"
+
+
+def test_claims_and_rule_texts_come_from_the_records(tmp_path):
+    """Records that carry their claims and rules are judged by them, whatever is installed; a claim the
+    records disagree on is judged as the first record states it, with a warning."""
+    from ganbench.claims import Claim
+
+    mine = Claim("Q1.worse", "Q1", "the records' own claim", variants=("q-variant",), metric="fid", direction="worse")
+    changed = Claim("R1.learn-downsampling", "R1", "the records' wording", variants=("q-variant",), metric="fid",
+                    direction="worse")
+    for seed, fid in enumerate(BASE_FID[:4]):
+        write_run(tmp_path, "dcgan", seed, {"fid": fid}, rule="-")
+        d = write_run(tmp_path, "q-variant", seed, {"fid": fid * 1.3}, rule="Q1", expects={"modes": "worse"})
+        spec = json.loads((d / "spec.json").read_text())
+        text = "a rule no plugin installed here knows" if seed < 3 else "a later wording"
+        spec["rule"] = {"id": "Q1", "text": text, "claim": "its author's claim"}
+        spec["rules"] = [spec["rule"], {"id": "R1", "text": "R1 as the records state it", "claim": ""}]
+        spec["claims"] = [mine.to_dict(), changed.to_dict()] if seed < 3 else [
+            {**mine.to_dict(), "direction": "better"}, {"id": "broken"}]
+        (d / "spec.json").write_text(json.dumps(spec))
+    r = rep.build_report(tmp_path)
+    claims = r.claims.set_index("claim")
+    assert claims.loc["Q1.worse", "text"] == "the records' own claim" and claims.loc["Q1.worse", "expected"] == "worse"
+    assert claims.loc["Q1.worse", "verdict"] != "untested"
+    assert claims.loc["R1.learn-downsampling", "text"] == "the records' wording"          # the record's version
+    assert claims.loc["R1.learn-downsampling", "variant"] == "q-variant"
+    assert claims.loc["R6.lr", "verdict"] == "untested"                                   # the package's, untested
+    assert "Q1.q-variant" not in claims.index        # a claim names it: no claim formed from its expects
+    rules = r.rules.set_index("rule")
+    assert rules.loc["Q1", "paper_rule"] == "a rule no plugin installed here knows"
+    assert rules.loc["Q1", "rule_claim"] == "its author's claim"
+    assert rules.loc["R1", "paper_rule"] == "R1 as the records state it"
+    notes = [w for w in r.warnings if "q-variant" in w and "seed-3" in w]
+    assert any("claim 'Q1.worse' differs from an earlier record's" in w for w in notes)
+    assert any("a claim it carries cannot be read" in w for w in notes)

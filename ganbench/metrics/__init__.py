@@ -19,7 +19,12 @@ recall, modes, KL, confident classes, drift, diversity, mode_collapse, failed_to
 of a G whose output is not finite; fid_regression, fid_tail_change and converged after divergence;
 fid_tail_change and converged with fewer than three FIDs; a spread over one evaluation; steps_to_target
 never reached. The ``metadata`` keys of a spec are recorded beside its scores (strings and counts saying how
-they were made) and are never compared.
+they were made) and are never compared. A metric returns every output it declares, or nothing (``{}``: it
+does not apply to this data, like ``modes`` on unlabelled images); ``evaluate`` raises ``MetricError``,
+naming the metric, for a declared output left out.
+
+An ``ExtractorSpec`` (registered through ``ganbench_extractors``) gives the metrics that read features a
+torch-fidelity feature extractor for the data sets it serves (``ganbench.metrics.features``).
 
 ``evaluate`` runs metrics in the order named; each sees the values of those before it in the current record
 (``ctx.history[-1]``), so ``stability`` must come after ``quality`` to use this evaluation's FID (the
@@ -29,7 +34,9 @@ protocols' default order does this). Metrics never print.
 from __future__ import annotations
 
 import math
+import importlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import torch
@@ -52,6 +59,10 @@ WHEN = ("eval", "final")
 Value = float | int | str   # scores are floats; metadata may be counts or strings (all JSON-able)
 
 
+class MetricError(GanbenchError):
+    """A metric that did not return what it declared."""
+
+
 @dataclass(frozen=True)
 class MetricSpec:
     name: str                                          # e.g. "quality"
@@ -65,6 +76,62 @@ class MetricSpec:
     def __post_init__(self):
         if self.when not in WHEN:
             raise SpecError(f"metric {self.name!r}: when={self.when!r} is not allowed; expected eval or final")
+        bad = {k: v for k, v in self.outputs.items() if v not in (True, False, None)}
+        if bad:
+            raise SpecError(f"metric {self.name!r}: outputs {bad} must map each output to True (higher is better), "
+                            "False (lower is better) or None (neither)")
+        both = set(self.outputs) & set(self.metadata)
+        if both:
+            raise SpecError(f"metric {self.name!r}: {sorted(both)} declared both as outputs and as metadata")
+        object.__setattr__(self, "metadata", tuple(self.metadata))
+
+
+@dataclass(frozen=True)
+class ExtractorSpec:
+    """A feature extractor for the data sets it serves, registered through ``ganbench_extractors``."""
+    name: str                              # registry name, recorded (with the version) as the scores' extractor
+    description: str                       # one line
+    feature_extractor: type | str          # a torch_fidelity FeatureExtractorBase subclass, or "module:Class"
+                                           # (imported when first used); built as cls(name, [layer],
+                                           # feature_extractor_weights_path=<weights() or None>, **torch-fidelity kwargs)
+    layer: str                             # the feature layer FID, KID, precision/recall and drift all read
+    families: tuple[str, ...] = ()         # data set families it serves (DatasetSpec.family)
+    datasets: tuple[str, ...] = ()         # data set names it serves (before any extractor serving their family)
+    weights: Callable[..., str | Path] | None = None   # weights(protocol, dataset, root) -> the file the extractor
+                                           # loads (find it, or train and cache it); None: it loads nothing
+    problem: Callable[..., str] | None = None   # problem(protocol, dataset) -> why it cannot score here ("": it
+                                           # can), checked before any run trains; must not load or train anything
+    rgb: bool = False                      # grey images are repeated to 3 channels before the extractor
+    batch_size: int = 256                  # images per forward pass
+    version: str = "1"                     # change it whenever the features change: names cached real statistics
+
+    def __post_init__(self):
+        if not self.name or self.name.strip() != self.name or "/" in self.name or "\\" in self.name:
+            raise SpecError(f"extractor {self.name!r}: a name without slashes or surrounding spaces is required")
+        object.__setattr__(self, "families", tuple(self.families))
+        object.__setattr__(self, "datasets", tuple(self.datasets))
+        if not (self.families or self.datasets):
+            raise SpecError(f"extractor {self.name!r}: name the data set families or names it serves "
+                            "(families=... or datasets=...)")
+        if not self.layer:
+            raise SpecError(f"extractor {self.name!r}: layer (the feature layer the scores read) is required")
+        if self.batch_size < 1:
+            raise SpecError(f"extractor {self.name!r}: batch_size={self.batch_size} must be >= 1")
+
+    def serves(self, dataset: DatasetSpec) -> int:
+        """2 when it serves the data set by name, 1 by family, 0 not at all."""
+        return 2 if dataset.name in self.datasets else int(bool(dataset.family) and dataset.family in self.families)
+
+    def extractor_class(self) -> type:
+        """The torch-fidelity feature extractor class (imported now where it was given as "module:Class")."""
+        if not isinstance(self.feature_extractor, str):
+            return self.feature_extractor
+        module, _, attr = self.feature_extractor.partition(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise GanbenchError(f"extractor {self.name!r}: cannot import {self.feature_extractor!r} "
+                                f"({type(exc).__name__}: {exc})") from None
 
 
 @dataclass
@@ -245,12 +312,27 @@ def evaluate(ctx: EvalContext, names: Sequence[str]) -> dict[str, Value]:
         if spec.when == "final" and not ctx.final:
             continue
         values = spec.compute(ctx)
+        check_outputs(spec, values, registry.origin(spec.name) if spec.name in registry else "")
         out.update(values)
         ctx.history[-1] = {**ctx.history[-1], **values}
     return out
 
 
-__all__ = ["MetricSpec", "EvalContext", "evaluate", "ganbench_metrics", "BUILTIN_METRICS", "Value"]
+def check_outputs(spec: MetricSpec, values: object, plugin: str = "") -> None:
+    """A metric's values hold every output it declared, or none (``{}``: it does not apply here);
+    ``MetricError`` naming the metric (and its plugin) otherwise."""
+    who = f"metric {spec.name!r}" + (f" (plugin {plugin!r})" if plugin else "")
+    if not isinstance(values, Mapping):
+        raise MetricError(f"{who}: compute returned a {type(values).__name__}, not a dict of its outputs")
+    missing = [k for k in spec.outputs if k not in values]
+    if values and missing:
+        raise MetricError(f"{who} did not return its declared outputs {missing} (it returned "
+                          f"{sorted(values) or 'nothing'}); return every declared output, NaN where it cannot be "
+                          "computed, or {} where the metric does not apply")
+
+
+__all__ = ["MetricSpec", "ExtractorSpec", "EvalContext", "MetricError", "evaluate", "check_outputs",
+           "ganbench_metrics", "BUILTIN_METRICS", "Value"]
 
 
 def metric_problem(spec: MetricSpec, protocol: Protocol, dataset: DatasetSpec) -> str:

@@ -16,9 +16,15 @@ Both kinds are torch-fidelity feature extractors, so torch-fidelity's own code c
   (layer ``"features"``), its logits give the class. Stacked MNIST (3 channels, family mnist) uses the
   1-channel MNIST classifier on each channel: features concatenated (384-d), mode = the digit triple.
 
-The protocol's ``extractor`` picks one: ``"auto"`` InceptionV3 when its weights are found, else the domain
-classifier; ``"domain"`` always the classifier; ``"inception-v3-compat"`` InceptionV3 or an error saying
-where to put the weights. The choice is recorded with every score (``Extractor.label``).
+- A **plugin's extractor** (``ganbench.metrics.ExtractorSpec``, registered through ``ganbench_extractors``)
+  for the data sets it serves, by name or by family: a torch-fidelity feature extractor class and the layer
+  to read, registered with torch-fidelity as ``ganbench-plugin-<name>``.
+
+The protocol's ``extractor`` picks one: ``"auto"`` InceptionV3 when its weights are found, else the data
+set's own (a plugin extractor serving it, else the domain classifier of its family); ``"domain"`` always the
+data set's own; ``"inception-v3-compat"`` InceptionV3 or an error saying where to put the weights. Among
+plugin extractors, one serving the data set by name comes before one serving its family, and the first
+registered before later ones. The choice is recorded with every score (``Extractor.label``).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 
 from ganbench.data import DatasetSpec, cache_dir, load_dataset, to_float
 from ganbench.errors import GanbenchError
+from ganbench.metrics import ExtractorSpec
 from ganbench.protocol import Protocol
 from ganbench.files import atomic_path, file_lock, write_json
 
@@ -138,7 +145,8 @@ def load_classifier(family: str, resolution: int, channels: int, root: str | Pat
     if family not in FAMILIES:
         raise ExtractorMissing(
             f"no domain classifier for data set family {family!r} (families: {', '.join(FAMILIES)}); for "
-            f"other data give InceptionV3 weights: --set fid_weights=PATH (torch-fidelity's {INCEPTION_FILE})")
+            f"other data give InceptionV3 weights: --set fid_weights=PATH (torch-fidelity's {INCEPTION_FILE}), or "
+            "install a plugin extractor serving the family (the ganbench_extractors hook: docs/plugins.md)")
     path = classifier_path(family, resolution, channels)
     cached = _read_cached(path)
     if cached is None:
@@ -239,12 +247,17 @@ class DomainExtractor(FeatureExtractorBase):
 class Extractor:
     """What torch-fidelity is told, and what a score records."""
     name: str                    # torch-fidelity's registry name
-    weights_path: Path           # feature_extractor_weights_path
+    weights_path: Path | None    # feature_extractor_weights_path (None: the extractor loads no file)
     layer: str                   # feature layer for FID, KID and precision/recall alike
     rgb: bool                    # grey images are repeated to 3 channels (InceptionV3 takes RGB)
     batch_size: int              # images per forward pass
     label: str                   # recorded beside every score
     cache_key: str               # names these features in cache files: changes whenever the features would
+
+    @property
+    def weights_arg(self) -> str | None:
+        """torch-fidelity's ``feature_extractor_weights_path``."""
+        return None if self.weights_path is None else str(self.weights_path)
 
 
 def inception_weights(fid_weights: str = "") -> Path | None:
@@ -273,10 +286,20 @@ def domain_classifier(protocol: Protocol, dataset: DatasetSpec, root=None) -> Cl
     return load_classifier(dataset.family, protocol.resolution, domain_channels(dataset, protocol.channels), root)
 
 
+def plugin_extractor_for(dataset: DatasetSpec) -> ExtractorSpec | None:
+    """The registered extractor serving ``dataset``: one naming it before one naming its family, the first
+    registered among equals; None when none serves it."""
+    from ganbench.plugins import catalog
+
+    ranked = [(spec.serves(dataset), i, spec) for i, spec in enumerate(catalog().extractors)]
+    ranked = sorted((r for r in ranked if r[0]), key=lambda r: (-r[0], r[1]))
+    return ranked[0][2] if ranked else None
+
+
 def extractor_problem(protocol: Protocol, dataset: DatasetSpec) -> str:
     """Why ``choose_extractor`` would fail for this protocol and data set ("" when it would not), without
-    training or loading anything: no InceptionV3 weights where they are asked for, or no domain classifier
-    for the data set's family."""
+    training or loading anything: no InceptionV3 weights where they are asked for, a plugin extractor's own
+    ``problem``, or nothing that can score the data set's family."""
     try:
         weights = inception_weights(protocol.fid_weights) if protocol.extractor in ("auto", INCEPTION) else None
     except ExtractorMissing as exc:
@@ -286,11 +309,40 @@ def extractor_problem(protocol: Protocol, dataset: DatasetSpec) -> str:
     if protocol.extractor == INCEPTION:
         return (f"extractor {INCEPTION!r} has no weights here; give --set fid_weights=PATH (torch-fidelity's "
                 f"{INCEPTION_FILE}) or use --set extractor=domain")
+    plugin = plugin_extractor_for(dataset)
+    if plugin is not None:
+        problem = plugin.problem(protocol, dataset) if plugin.problem is not None else ""
+        return f"extractor {plugin.name!r} cannot score data set {dataset.name!r} here: {problem}" if problem else ""
     if dataset.family not in FAMILIES:
-        return (f"it needs a feature extractor, and data set {dataset.name!r} (family {dataset.family or 'none'!r}) has "
-                f"no domain classifier (families: {', '.join(FAMILIES)}) and there are no InceptionV3 weights; give "
-                "--set fid_weights=PATH, or leave the metric out (--set metrics=[...])")
+        return (f"it needs a feature extractor, and none can score data set {dataset.name!r} (family "
+                f"{dataset.family or 'none'!r}): ganbench has domain classifiers for the families "
+                f"{', '.join(FAMILIES)} only, no plugin extractor serves it (a plugin adds one with the "
+                "ganbench_extractors hook, for its family or its name: docs/plugins.md), and there are no InceptionV3 "
+                f"weights (give --set fid_weights=PATH, torch-fidelity's {INCEPTION_FILE}); or leave the metric out "
+                "(--set metrics=[...])")
     return ""
+
+
+def _plugin_extractor(spec: ExtractorSpec, protocol: Protocol, dataset: DatasetSpec, root=None) -> Extractor:
+    """A plugin's extractor, its weights prepared and its class registered with torch-fidelity."""
+    problem = spec.problem(protocol, dataset) if spec.problem is not None else ""
+    if problem:
+        raise ExtractorMissing(f"extractor {spec.name!r} cannot score data set {dataset.name!r} here: {problem}")
+    cls = spec.extractor_class()
+    if not (isinstance(cls, type) and issubclass(cls, FeatureExtractorBase)):
+        raise GanbenchError(f"extractor {spec.name!r}: feature_extractor must be a subclass of torch-fidelity's "
+                            f"FeatureExtractorBase, not {cls!r}")
+    if spec.layer not in cls.get_provided_features_list():
+        raise GanbenchError(f"extractor {spec.name!r}: layer {spec.layer!r} is not one of the features "
+                            f"{cls.__name__} provides ({', '.join(cls.get_provided_features_list())})")
+    weights = Path(spec.weights(protocol, dataset, root)) if spec.weights is not None else None
+    name = f"ganbench-plugin-{spec.name}"
+    if FEATURE_EXTRACTORS_REGISTRY.get(name) is not cls:   # registered once per process (again if reloaded)
+        FEATURE_EXTRACTORS_REGISTRY.pop(name, None)
+        register_feature_extractor(name, cls)
+    label = f"{spec.name}-v{spec.version}"
+    return Extractor(name, weights, spec.layer, rgb=spec.rgb, batch_size=spec.batch_size, label=label,
+                     cache_key=label + (f"-{weights.stem}-{weights.stat().st_size}" if weights and weights.is_file() else ""))
 
 
 def choose_extractor(protocol: Protocol, dataset: DatasetSpec, root=None) -> Extractor:
@@ -306,6 +358,9 @@ def choose_extractor(protocol: Protocol, dataset: DatasetSpec, root=None) -> Ext
                 f"extractor {INCEPTION!r}: no weights here; give --set fid_weights=PATH (torch-fidelity's "
                 f"{INCEPTION_FILE}) or put that file in {Path(torch.hub.get_dir()) / 'checkpoints'}, "
                 "or use --set extractor=domain")
+    plugin = plugin_extractor_for(dataset)
+    if plugin is not None:
+        return _plugin_extractor(plugin, protocol, dataset, root)
     clf = domain_classifier(protocol, dataset, root)
     if clf.name not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(clf.name, DomainExtractor)
@@ -331,7 +386,7 @@ def extract_features(images: torch.Tensor, extractor: Extractor, cuda: bool = Fa
     """uint8 (N, C, H, W) -> (N, D) features of the extractor's layer, through torch-fidelity's own code
     (the very path ``calculate_metrics`` takes)."""
     fe = create_feature_extractor(extractor.name, [extractor.layer], cuda=cuda, verbose=False,
-                                  feature_extractor_weights_path=str(extractor.weights_path))
+                                  feature_extractor_weights_path=extractor.weights_arg)
     feats = get_featuresdict_from_dataset(ImageTensor(images, extractor.rgb), fe, extractor.batch_size, cuda,
                                           save_cpu_ram=True, verbose=False)
     return feats[extractor.layer]

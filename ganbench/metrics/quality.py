@@ -64,7 +64,7 @@ def fidelity_kwargs(extractor: Extractor, n_real: int, n_fake: int, cuda: bool) 
     layer for all three metrics."""
     return dict(
         fid=True, kid=True, prc=True, isc=False, cuda=cuda, verbose=False,
-        feature_extractor=extractor.name, feature_extractor_weights_path=str(extractor.weights_path),
+        feature_extractor=extractor.name, feature_extractor_weights_path=extractor.weights_arg,
         feature_layer_fid=extractor.layer, feature_layer_kid=extractor.layer, feature_layer_prc=extractor.layer,
         kid_subset_size=min(KID_MAX_SUBSET, n_real, n_fake), kid_subsets=KID_SUBSETS,
         prc_neighborhood=PRC_NEIGHBORHOOD, prc_batch_size=PRC_BATCH,

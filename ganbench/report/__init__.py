@@ -33,7 +33,7 @@ from ganbench.report.stats import aggregate, compare, throughput
 from ganbench.report.tables import DisplayTable, display_tables
 from ganbench.report.verdicts import (ALPHA, CORRECTIONS, EQUIVALENCE_RATIO, LOG_SCALE, REPRESENTATION_COLUMNS,
                                       VERDICTS, Settings, claim_verdicts, definitions, judge_claims, representation,
-                                      rule_verdicts, variant_table)
+                                      rule_verdicts, study_claims, variant_table)
 
 __all__ = ["Report", "ReportError", "build_report", "display_tables", "DisplayTable", "render", "write_report",
            "format_for", "load_results", "definitions", "FORMATS", "VERDICTS", "ALPHA", "CORRECTIONS", "Settings"]
@@ -96,13 +96,14 @@ def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
     runs = order_runs(runs, baseline)
     directions = loaded.directions
     columns = metric_columns(runs, directions, loaded.metrics)
-    claims = judge_claims(runs, directions, columns, settings)
+    study = study_claims(runs, loaded.claims)     # the records' claims, the package's for the rest
+    claims = judge_claims(runs, directions, columns, settings, study)
     per_claim = claim_verdicts(claims)
     tp, tp_warnings = throughput(runs)
     return Report(
         results=str(results_dir), baseline=baseline, settings=settings, runs=runs, series=series,
         aggregates=aggregate(runs, directions, columns),
         comparisons=compare(runs, baseline, directions, columns, LOG_SCALE), claims=claims,
-        claim_verdicts=per_claim, rules=rule_verdicts(per_claim), variants=variant_table(runs, claims, baseline),
+        claim_verdicts=per_claim, rules=rule_verdicts(per_claim, loaded.rules, study), variants=variant_table(runs, claims, baseline),
         throughput=tp, representation=representation(runs, baseline, settings), warnings=warnings + tp_warnings,
     )

@@ -1,30 +1,35 @@
 """Loading: every run record under a results folder -> the runs table (a row per run), the metric series
-(long form), and what the records say about their metrics (directions, metadata keys).
+(long form), what the records say about their metrics (directions, metadata keys), and the claims and
+rules the records carry.
 
 Everything comes from the records (``ganbench.record``). Records written before they carried their
-metrics' declarations (schema 1 without ``metrics`` in spec.json) take them from the installed plugins.
+metrics' declarations (schema 1 without ``metrics`` in spec.json) take them from the installed plugins;
+records written before they carried their claims and rules leave those to the package's built-in tables
+(``report.verdicts.study_claims``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
+from ganbench.claims import Claim
 from ganbench.errors import GanbenchError
 from ganbench.metrics.stability import fid_curve, plateau
 from ganbench.record import TRAINER_DIRECTIONS, RecordData, RunRecord, Unusable, run_dirs
+from ganbench.variants import Rule
 
 COLLAPSE_MODES = 1           # covering at most this many modes counts as collapse
 
 # Columns of the runs table that describe a run rather than measure it.
 META = ("protocol", "variant", "rule", "seed", "status", "device", "dataset", "description", "claim", "expects",
-        "steps", "step", "train_seconds", "run_dir", "git_commit", "channels", "resolution", "trained_as")
+        "primary", "steps", "step", "train_seconds", "run_dir", "git_commit", "channels", "resolution", "trained_as")
 # Numbers in a metrics row that are bookkeeping, not results.
 NOT_METRICS = {"step", "images_seen", "interval_ips", "classifier_accuracy"}
 # Outcomes the report derives from a run's status and metrics: 0/1 per run, lower is better.
@@ -44,6 +49,8 @@ class Loaded:
     warnings: list[str]                     # one line per record skipped or incomplete, naming its folder
     directions: dict[str, bool | None]      # value -> higher is better (None: neither), in declaration order
     metrics: list[str]                      # the metrics (plugins) that produced the values, in declaration order
+    claims: list[Claim] = field(default_factory=list)   # the claims the records carry, one per id, first seen first
+    rules: dict[str, Rule] = field(default_factory=dict)   # the rules the records carry (text, claim), by id
 
 
 def installed_declarations() -> tuple[dict[str, bool | None], list[str]]:
@@ -73,6 +80,8 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
     warnings: list[str] = []
     declared: dict[str, bool | None] = {}     # what the records' metrics declared, in order
     metrics: list[str] = []
+    claims: dict[str, Claim] = {}
+    rules: dict[str, Rule] = {}
     undeclared = False
     wanted = _protocol_set(protocol)
     for run_dir in run_dirs(root):
@@ -100,6 +109,7 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
         rows.append(row)
         series += mine
         warnings += [f"{run_dir}: {n}" for n in data.notes]
+        warnings += [f"{run_dir}: {n}" for n in recorded_claims(data.spec, claims, rules)]
         if data.directions is None:
             undeclared = True
         else:
@@ -117,7 +127,33 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
     else:
         runs = runs.sort_values(["protocol", "variant", "seed"], kind="stable").reset_index(drop=True)
     series_df = pd.DataFrame(series, columns=["protocol", "variant", "seed", "step", "images_seen", "metric", "value"])
-    return Loaded(runs, series_df, warnings, directions, metrics)
+    return Loaded(runs, series_df, warnings, directions, metrics, list(claims.values()), rules)
+
+
+def recorded_claims(spec: Mapping[str, Any], claims: dict[str, Claim], rules: dict[str, Rule]) -> list[str]:
+    """Add the claims and rules a record carries to ``claims`` and ``rules`` (by id; the first record to carry
+    one gives it); returns what could not be read, or differs from what an earlier record said, one line each."""
+    notes = []
+    for data in spec.get("claims") or []:
+        try:
+            claim = Claim.from_dict(data)
+        except GanbenchError as exc:
+            notes.append(f"a claim it carries cannot be read ({exc}); left out")
+            continue
+        if claim.id not in claims:
+            claims[claim.id] = claim
+        elif claims[claim.id] != claim:
+            notes.append(f"claim {claim.id!r} differs from an earlier record's (the claim was changed between "
+                         "runs); the earlier one is judged")
+    own = spec.get("rule")
+    for data in [*(spec.get("rules") or []), *([own] if isinstance(own, dict) else [])]:
+        try:
+            rule = Rule(str(data["id"]), str(data["text"]), str(data.get("claim", "")))
+        except (GanbenchError, KeyError, TypeError):
+            continue    # "-" (no rule), or a rule no plugin registered when it ran: no text recorded
+        if rule.id not in rules:
+            rules[rule.id] = rule
+    return notes
 
 
 def run_row(data: RecordData) -> dict[str, Any]:
@@ -138,6 +174,7 @@ def run_row(data: RecordData) -> dict[str, Any]:
             "description": variant.get("description", ""),
             "claim": variant.get("claim", ""),
             "expects": dict(variant.get("expects") or {}),
+            "primary": variant.get("primary") or "",
             "steps": summary.get("steps", proto.get("steps")),
             "step": summary.get("step"),
             "train_seconds": summary.get("train_seconds"),
@@ -180,7 +217,8 @@ def trained_as_now(spec: Mapping[str, Any]) -> tuple[str, str] | None:
         proto = spec["protocol"]
         base = ArchSpec(resolution=proto["resolution"], channels=proto["channels"], z_dim=proto["z_dim"],
                         g_width=proto["g_width"], d_width=proto["d_width"])
-        recorded = (_signature(json.dumps(spec["arch"], sort_keys=True)),
+        # a variant with its own builder built its networks with it (from the recorded ArchSpec)
+        recorded = (_signature(json.dumps(spec["arch"], sort_keys=True), name if variants.get(name).builder else ""),
                     json.dumps(spec["variant"].get("optim"), sort_keys=True, default=str))
     except (GanbenchError, KeyError, TypeError, ValueError):
         return None
@@ -210,8 +248,12 @@ def _signature(arch_json: str, builder: str = "") -> str:
 
     arch = ArchSpec(**json.loads(arch_json))
     make = catalog().variants.get(builder).builder if builder else build
-    with torch.device("meta"):
-        G, D = make(arch)
+    try:
+        with torch.device("meta"):
+            G, D = make(arch)
+    except (NotImplementedError, RuntimeError):   # a builder that cannot run on the meta device
+        with torch.random.fork_rng(devices=[]):
+            G, D = make(arch)
     return f"{G!r}\n{D!r}\ninit={arch.init}"
 
 

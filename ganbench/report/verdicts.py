@@ -1,10 +1,16 @@
 """Verdicts: each of the paper's claims judged on its one primary endpoint, claim by claim, then rule by rule.
 
-The claims come from the claims table (``ganbench.claims``: the paper's words, the variants that test each
-claim, its primary endpoint, the predicted direction and the arm compared with), and, for a variant that
-no claim names (a plugin's), from what its record states (``expects``, its first entry the primary
-endpoint). For each claim, protocol and variant that was run, the variant's final values are compared with
-the claim's baseline arm by ``ganbench.statistics``: FID-like metrics as a ratio of geometric means with a
+The claims come from the records: each run records the claims its variant takes part in (``ganbench.claims``:
+the paper's words or a plugin author's, the variants that test each claim, its primary endpoint, the
+predicted direction and the arm compared with), and the report judges the union of them over its runs.
+Records from before runs carried their claims, and the package's own claims no record carries (so that an
+untested claim still shows as untested), come from the package's claims table; a variant that no claim
+names (a plugin's without claims) gets one claim from what its record states (``expects`` and its
+``primary`` endpoint, in older records its first entry). A rule's text and claim come from the records too,
+else from the package's ``RULES``.
+
+For each claim, protocol and variant that was run, the variant's final values are compared with the
+claim's baseline arm by ``ganbench.statistics``: FID-like metrics as a ratio of geometric means with a
 95% interval, others as a difference of means; an exact permutation test below 6 seeds per arm, Welch's
 t-test from 6, Fisher's exact test for 0/1 outcomes; "same" claims by equivalence (TOST). The p-values of
 all primary comparisons of a report are corrected together (Holm by default; the TOST p-values of "same"
@@ -30,7 +36,7 @@ import pandas as pd
 from ganbench import statistics as st
 from ganbench.claims import CLAIMS, Claim
 from ganbench.report.stats import BINARY, _better_word, _finite
-from ganbench.variants import RULES
+from ganbench.variants import RULES, Rule
 
 ALPHA = st.ALPHA
 CORRECTIONS = st.MULTIPLICITY
@@ -63,16 +69,22 @@ def resolve_metric(name: str, columns: Iterable[str]) -> list[str]:
     return [c for c in columns if c.startswith(name + "_")]
 
 
-def study_claims(runs: pd.DataFrame, table: Iterable[Claim] = CLAIMS) -> list[Claim]:
-    """The claims table, then one claim per run variant that no claim names and whose record states an
-    expected effect (its first ``expects`` entry is its primary endpoint)."""
-    claims = list(table)
+def study_claims(runs: pd.DataFrame, recorded: Iterable[Claim] = (), table: Iterable[Claim] = CLAIMS) -> list[Claim]:
+    """The claims the records carry (``recorded``: one per id), and the package's ``table`` for ids no record
+    carries, in the table's order, then the recorded claims the table lacks (a plugin's) in the order seen;
+    then one claim per run variant that no claim names and whose record states an expected effect (its
+    ``primary`` endpoint, else its first ``expects`` entry)."""
+    recorded = {c.id: c for c in recorded}
+    table = list(table)
+    claims = [recorded.get(c.id, c) for c in table] + [c for i, c in recorded.items() if i not in {t.id for t in table}]
     named = {v for c in claims for v in c.variants} | {c.baseline for c in claims}
     for variant, g in runs.groupby("variant", sort=False):
         expects = g["expects"].iloc[0] or {}
         if variant in named or not expects:
             continue
-        metric, direction = next(iter(expects.items()))
+        primary = g["primary"].iloc[0] if "primary" in g else ""
+        metric = primary if primary in expects else next(iter(expects))
+        direction = expects[metric]
         rule = str(g["rule"].iloc[0] or "-")
         claims.append(Claim(f"{rule}.{variant}", rule, g["claim"].iloc[0] or g["description"].iloc[0],
                             variants=(variant,), metric=metric, direction=direction))
@@ -110,7 +122,8 @@ def _comparison(v: np.ndarray, b: np.ndarray, metric: str, alpha: float) -> st.C
 def judge_claims(runs: pd.DataFrame, directions: Mapping[str, bool | None], columns: Iterable[str],
                  settings: Settings = Settings(), claims: Iterable[Claim] | None = None) -> pd.DataFrame:
     """One row per (protocol, claim, variant): the comparison on the claim's primary endpoint and its
-    verdict; untested claims get one row each with the reason."""
+    verdict; untested claims get one row each with the reason. ``claims``: ``study_claims``' list (default:
+    from the runs and the package's table alone)."""
     columns = list(columns)
     claims = study_claims(runs) if claims is None else list(claims)
     rows: list[dict] = []
@@ -185,21 +198,35 @@ def claim_verdicts(claims: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["protocol", "rule", "claim", "metric", "expected", "verdict", "variants"])
 
 
-def rule_text(rule: str, claims: Iterable[Claim]) -> str:
-    if rule in RULES:
-        return RULES[rule][0]
+def rule_of(rule: str, rules: Mapping[str, Rule] | None = None) -> Rule | None:
+    """A rule by id: as the records carry it (``rules``), else the package's own (``RULES``), else None."""
+    return (rules or {}).get(rule) or RULES.get(rule)
+
+
+def rule_text(rule: str, claims: Iterable[Claim], rules: Mapping[str, Rule] | None = None) -> str:
+    """The rule's text as the records carry it, else the package's; else the first claim's about it."""
+    known = rule_of(rule, rules)
+    if known is not None:
+        return known.text
     return next((c.text for c in claims if c.rule == rule), "")
 
 
-def rule_verdicts(per_claim: pd.DataFrame) -> pd.DataFrame:
-    """One row per (protocol, rule): ``statistics.combine`` over its claims."""
+def rule_verdicts(per_claim: pd.DataFrame, rules: Mapping[str, Rule] | None = None,
+                  claims: Iterable[Claim] = CLAIMS) -> pd.DataFrame:
+    """One row per (protocol, rule): ``statistics.combine`` over its claims, with the rule's text and its
+    author's claim (from the records' ``rules``, else the package's)."""
+    claims = list(claims)
     out = []
     for (proto, rule), g in per_claim.groupby(["protocol", "rule"], sort=False):
         v = st.combine(g["verdict"])
-        out.append({"protocol": proto, "rule": rule, "paper_rule": rule_text(rule, CLAIMS), "verdict": v.verdict,
-                    "summary": v.reason,
+        known = rule_of(rule, rules)
+        out.append({"protocol": proto, "rule": rule, "paper_rule": rule_text(rule, claims, rules),
+                    "rule_claim": known.claim if known else "", "verdict": v.verdict, "summary": v.reason,
                     "claims": "; ".join(f"{r.claim} {r.verdict}" for r in g.itertuples())})
-    return pd.DataFrame(out, columns=["protocol", "rule", "paper_rule", "verdict", "summary", "claims"])
+    return pd.DataFrame(out, columns=RULE_COLUMNS)
+
+
+RULE_COLUMNS = ["protocol", "rule", "paper_rule", "rule_claim", "verdict", "summary", "claims"]
 
 
 def variant_table(runs: pd.DataFrame, claims: pd.DataFrame, baseline: str) -> pd.DataFrame:

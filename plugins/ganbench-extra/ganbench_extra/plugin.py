@@ -1,4 +1,5 @@
-"""Three ideas from after the DCGAN paper, as ganbench variants (rule "extra").
+"""Three ideas from after the DCGAN paper, as ganbench variants of a rule of this plugin's own ("extra"),
+with the claims the report judges them on.
 
 Two need networks the ArchSpec cannot describe, so they bring their own builder; each starts from
 ``ganbench.arch.build`` (the one builder) and changes only what the idea is about. The third is a plain
@@ -15,8 +16,9 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from ganbench.arch import ArchSpec, build, init_weights
+from ganbench.claims import Claim
 from ganbench.hookspecs import hookimpl
-from ganbench.variants import Variant
+from ganbench.variants import Rule, Variant
 
 RULE = "extra"
 
@@ -110,6 +112,22 @@ VARIANTS = [
 ]
 
 
+# Each variant's claim, judged on its first expected metric against dcgan.
+CLAIMS = [Claim(f"{RULE}.{v.name}", RULE, v.claim, variants=(v.name,), metric=next(iter(v.expects)),
+                direction=next(iter(v.expects.values()))) for v in VARIANTS]
+
+
 @hookimpl
 def ganbench_variants() -> list[Variant]:
     return VARIANTS
+
+
+@hookimpl
+def ganbench_rules() -> list[Rule]:
+    return [Rule(RULE, "ideas from after the DCGAN paper, each a change to its D",
+                 "each changes what its own claim says against the paper's network")]
+
+
+@hookimpl
+def ganbench_claims() -> list[Claim]:
+    return CLAIMS
