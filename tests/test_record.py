@@ -142,3 +142,16 @@ def test_killed_after_the_last_checkpoint_finishes_without_training(tmp_path):
     assert again.status == "complete"
     assert json.loads((spec.run_dir / "summary.json").read_text())["resumed"] is True
     assert _series(spec.run_dir) == series
+
+
+def test_a_suite_with_a_run_held_by_another_process_exits_3_naming_it(tmp_path):
+    spec = RunSpec(resolve("smoke", ["metrics=[]"]), "dcgan", 1, tmp_path)
+    args = ["run", "--variant", "dcgan", "--protocol", "smoke", "--set", "metrics=[]", "--seeds", "2",
+            "--results", str(tmp_path)]
+    with RunRecord(spec.run_dir).lock():
+        r = CliRunner().invoke(main, args)
+    assert r.exit_code == 3, r.output
+    assert "dcgan seed 1 locked" in r.stderr and "1 of 2 runs are not results" in r.stderr
+    assert RunRecord(tmp_path / "smoke" / "dcgan" / "seed-0").is_done()      # the other run went on
+    again = CliRunner().invoke(main, args)                                    # free now: it trains, exit 0
+    assert again.exit_code == 0, again.output
