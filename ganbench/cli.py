@@ -233,7 +233,7 @@ def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, de
     elif seeds:
         suite = replace(suite, seeds=tuple(range(seeds)))
     specs = suite.plan(Path(results), data_root)
-    check_plan(specs)      # everything the runs need, before anything is written
+    check_plan(specs, here=executor != "ray")   # everything the runs need, before anything is written
     ex = make_executor(executor, min(jobs, len(specs)), address=address, shared_results=shared_results)
     t0 = time.perf_counter()
     if err_console.is_terminal:

@@ -114,11 +114,12 @@ def make_suite(protocol: str, variants: Sequence[str], seeds: int | Sequence[int
     return Suite((proto,), expand_variants(variants), seed_list(seeds, proto.seeds))
 
 
-def check_plan(specs: Sequence[RunSpec]) -> None:
+def check_plan(specs: Sequence[RunSpec], here: bool = True) -> None:
     """Everything the planned runs need, for the whole suite at once, before any file or folder is made:
     seeds, variants, each protocol's device, data set (present and loadable: both splits it uses) and
     metrics (known, and able to run on that data set), and that no run folder holds a run of other inputs.
-    A refused suite leaves the results folder exactly as it was."""
+    A refused suite leaves the results folder exactly as it was. ``here=False`` where the runs train on
+    other machines (a Ray cluster): the device and the data need only be on the workers, which check them."""
     from ganbench.data import dataset_spec, load_dataset
     from ganbench.device import resolve_device
     from ganbench.metrics import metric_problem
@@ -131,9 +132,10 @@ def check_plan(specs: Sequence[RunSpec]) -> None:
             raise SpecError(f"seed {spec.seed} is not allowed; expected an integer >= 0")
         catalog().variants.get(spec.variant)
     for p, root in dict.fromkeys((spec.protocol, spec.data_root) for spec in specs):
-        resolve_device(p.device)
+        if here:
+            resolve_device(p.device)
         dataset = dataset_spec(p.dataset)
-        for split in dict.fromkeys(("train", p.reference_split)):
+        for split in dict.fromkeys(("train", p.reference_split)) if here else ():
             load_dataset(p.dataset, split, p.resolution, p.channels, root, p.data_seed)
         for name in p.metrics:
             spec = catalog().metrics.get(name)
