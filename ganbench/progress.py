@@ -37,11 +37,8 @@ class LineObserver:
         self.finished += 1
         fid = ""
         if result.status in ("complete", "diverged", "skipped"):
-            try:
-                value = RunRecord(result.spec.run_dir).read().final.get("fid")
-                fid = f" fid={value:.4g}" if isinstance(value, (int, float)) else ""
-            except Exception:   # a progress line is not worth failing for
-                pass
+            value = (RunRecord(result.spec.run_dir).summary().get("final") or {}).get("fid")
+            fid = f" fid={value:.4g}" if isinstance(value, (int, float)) else ""
         click.echo(f"[{self.finished}/{self.n_runs}] {result.spec.protocol.name} {result.spec.variant} seed "
                    f"{result.spec.seed}: {result.status}{fid} ({result.wall_s:.0f} s)"
                    + (f" {result.error}" if result.error else ""), err=True)

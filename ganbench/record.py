@@ -182,12 +182,17 @@ class RunRecord:
 
     # -- state ---------------------------------------------------------------------------------------
 
+    def summary(self) -> dict:
+        """The summary as it is now ({} where there is no readable one): a cheap look, no validation."""
+        try:
+            doc = read_json(self.dir / SUMMARY)
+        except (OSError, ValueError):
+            return {}
+        return doc if isinstance(doc, dict) else {}
+
     def status(self) -> str | None:
         """The status in the summary, or None where there is no readable summary."""
-        try:
-            return read_json(self.dir / SUMMARY).get("status")
-        except (OSError, ValueError, AttributeError):
-            return None
+        return self.summary().get("status")
 
     def is_done(self) -> bool:
         return self.status() in DONE

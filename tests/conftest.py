@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
+import torch_fidelity
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
@@ -60,3 +62,31 @@ def report_smoke_results(tmp_path_factory):
     if failed:
         pytest.fail("the smoke suite did not train (the trainer or a metric is broken): " + "; ".join(failed[:3]))
     return results
+
+
+
+class PooledPixels(torch_fidelity.FeatureExtractorBase):
+    """A torch-fidelity feature extractor with no weights, for the tests of the extractor hook: 4x4
+    average-pooled pixels."""
+
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("pooled",)
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return "pooled"
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+    def forward(self, x):
+        return (torch.nn.functional.adaptive_avg_pool2d(x.float() / 127.5 - 1, 4).flatten(1),)

@@ -35,7 +35,7 @@ from ganbench.files import read_json
 from ganbench.record import RunSpec
 from ganbench.train import run_one
 
-from conftest import needs_shared
+from conftest import PooledPixels, needs_shared
 
 SMOKE = resolve("smoke")                       # digits, 16 px, 1 channel, 256 fake / 256 real
 DIGITS = dataset_spec("digits")
@@ -511,32 +511,6 @@ def test_plugin_metric_returns_every_declared_output_or_none(monkeypatch):
         MetricSpec("x", "", partial, {"a": "higher"})
 
 
-class _PooledPixels(torch_fidelity.FeatureExtractorBase):
-    """A torch-fidelity extractor with no weights: 4x4 average-pooled pixels."""
-
-    def __init__(self, name, features_list, **kwargs):
-        super().__init__(name, features_list)
-
-    @staticmethod
-    def get_provided_features_list():
-        return ("pooled",)
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return "pooled"
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return None
-
-    def forward(self, x):
-        return (torch.nn.functional.adaptive_avg_pool2d(x.float() / 127.5 - 1, 4).flatten(1),)
-
-
 def test_a_data_set_nothing_can_score_is_refused_saying_what_would_enable_it(monkeypatch):
     from ganbench.data import DatasetSpec
     from ganbench.metrics import ExtractorSpec, metric_problem
@@ -549,7 +523,7 @@ def test_a_data_set_nothing_can_score_is_refused_saying_what_would_enable_it(mon
     assert "ganbench_extractors hook" in problem and "fid_weights=PATH" in problem and "metrics=[...]" in problem
     assert "\n" not in problem and metric_problem(BUILTIN_METRICS[3], SMOKE, odd) == ""      # cost reads no features
     # a plugin extractor for the family (or the name) enables it; its own problem is said instead
-    serve = ExtractorSpec("pooled", "pooled pixels", _PooledPixels, "pooled", families=("odd",),
+    serve = ExtractorSpec("pooled", "pooled pixels", PooledPixels, "pooled", families=("odd",),
                           problem=lambda p, d: "needs 1 channel" if p.channels != 1 else "")
     _with_plugin(monkeypatch, "pool-plugin", ganbench_extractors=[serve])
     assert extractor_problem(SMOKE, odd) == ""
@@ -557,7 +531,7 @@ def test_a_data_set_nothing_can_score_is_refused_saying_what_would_enable_it(mon
         "extractor 'pooled' cannot score data set 'odd-digits' here: needs 1 channel")
     assert extractor_problem(SMOKE, DatasetSpec("x", "", None, None, "other")).startswith("it needs a feature extractor")
     with pytest.raises(SpecError, match="families=... or datasets=..."):
-        ExtractorSpec("e", "", _PooledPixels, "pooled")
+        ExtractorSpec("e", "", PooledPixels, "pooled")
 
 
 def test_a_plugin_extractor_scores_its_data_by_name_before_family_and_before_the_domain_classifier(monkeypatch):
@@ -565,19 +539,19 @@ def test_a_plugin_extractor_scores_its_data_by_name_before_family_and_before_the
     from ganbench.metrics.features import plugin_extractor_for
 
     monkeypatch.setattr(torch.hub, "get_dir", lambda: "/nonexistent-hub")
-    by_family = ExtractorSpec("fam", "by family", _PooledPixels, "pooled", families=("digits",))
-    by_name = ExtractorSpec("named", "by name", f"{__name__}:_PooledPixels", "pooled", datasets=("digits",),
+    by_family = ExtractorSpec("fam", "by family", PooledPixels, "pooled", families=("digits",))
+    by_name = ExtractorSpec("named", "by name", f"{__name__}:PooledPixels", "pooled", datasets=("digits",),
                             version="3")
     _with_plugin(monkeypatch, "pool-plugin", ganbench_extractors=[by_family, by_name])
     assert plugin_extractor_for(DIGITS) is by_name
     ex = choose_extractor(SMOKE, DIGITS)
     assert (ex.label, ex.layer, ex.weights_path, ex.weights_arg) == ("named-v3", "pooled", None, None)
-    assert FEATURE_EXTRACTORS_REGISTRY[ex.name] is _PooledPixels
+    assert FEATURE_EXTRACTORS_REGISTRY[ex.name] is PooledPixels
     images = to_float(_digits("train").images[:256])
     out = evaluate(_context(SMOKE, images), ["quality"])
     assert out["quality_extractor"] == "named-v3" and 0 <= out["fid"] < 1.0      # real digits vs real digits
     assert choose_extractor(replace(SMOKE, extractor="domain"), DIGITS).label == "named-v3"
-    bad = ExtractorSpec("bad", "wrong layer", _PooledPixels, "2048", datasets=("digits",))
+    bad = ExtractorSpec("bad", "wrong layer", PooledPixels, "2048", datasets=("digits",))
     _with_plugin(monkeypatch, "bad-plugin", ganbench_extractors=[bad])
-    with pytest.raises(Exception, match="layer '2048' is not one of the features _PooledPixels provides"):
+    with pytest.raises(Exception, match="layer '2048' is not one of the features PooledPixels provides"):
         choose_extractor(SMOKE, DIGITS)

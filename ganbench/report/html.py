@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ganbench.report.stats import _finite
+from ganbench.report.stats import finite_values
 from ganbench.report.tables import DisplayTable, display_tables
 from ganbench.report.verdicts import VERDICTS, definitions
 
@@ -130,14 +130,14 @@ def _small_multiples(report: Report, proto: str, metrics: list[str], ylabel: str
 def _bars(report: Report, proto: str, panels: list[tuple[str, str]], ref: float | None = None) -> str | None:
     """Horizontal bars per variant: the mean over seeds, the whiskers spanning the seeds' min to max."""
     runs = report.runs[report.runs["protocol"] == proto]
-    panels = [(m, label) for m, label in panels if m in runs and len(_finite(runs[m]))]
+    panels = [(m, label) for m, label in panels if m in runs and len(finite_values(runs[m]))]
     if not panels:
         return None
     variants = _variant_order(report, proto)
     fig = _figure(4.5 * len(panels), 0.8 + 0.32 * len(variants))
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (m, label) in zip(axes, panels):
-        values = [_finite(runs[runs["variant"] == v][m]) for v in variants]
+        values = [finite_values(runs[runs["variant"] == v][m]) for v in variants]
         mean = np.array([x.mean() if len(x) else 0.0 for x in values])
         lo = np.array([x.min() if len(x) else 0.0 for x in values])
         hi = np.array([x.max() if len(x) else 0.0 for x in values])

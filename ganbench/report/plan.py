@@ -16,7 +16,7 @@ import pandas as pd
 
 from ganbench import statistics as st
 from ganbench.report import build_report
-from ganbench.report.stats import _finite
+from ganbench.report.stats import finite_values
 
 PLAN_COLUMNS = ["protocol", "claim", "variant", "vs", "endpoint", "effect", "n", "mde", "log_fid_sd",
                 "seeds_one_test", "seeds_corrected", "verdict"]
@@ -32,7 +32,7 @@ def plan(results_dir: str | Path, protocol: str | Iterable[str] | None = None, b
     out = []
     for c in tested.itertuples():
         arms = [runs[(runs["protocol"] == c.protocol) & (runs["variant"] == name)] for name in (c.variant, c.baseline)]
-        logs = [np.log(v[v > 0]) for v in (_finite(a["fid"]) if "fid" in a else np.array([]) for a in arms)]
+        logs = [np.log(v[v > 0]) for v in (finite_values(a["fid"]) if "fid" in a else np.array([]) for a in arms)]
         sd = st.pooled_sd(*logs) if all(len(x) >= 2 for x in logs) else math.nan
         usable = math.isfinite(sd) and sd > 0
         needed = st.seeds_needed_for_ratio(sd, ratio, alpha) if usable else None

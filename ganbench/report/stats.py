@@ -16,7 +16,8 @@ from ganbench.report.load import COST_METRICS
 BINARY = ("diverged", "d_wins", "collapsed", "failed_to_learn", "mode_collapse", "converged")
 
 
-def _finite(values: Iterable) -> np.ndarray:
+def finite_values(values: Iterable) -> np.ndarray:
+    """The finite numbers among ``values`` (a column of seeds' values: None, NaN and text left out)."""
     a = np.asarray(pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce"), dtype=float)
     return a[np.isfinite(a)]
 
@@ -38,7 +39,7 @@ def aggregate(runs: pd.DataFrame, directions: Mapping[str, bool | None], columns
         return pd.DataFrame(columns=AGGREGATE_COLUMNS)
     for (proto, variant), g in runs.groupby(["protocol", "variant"], sort=False):
         for m in columns:
-            vals = _finite(g[m])
+            vals = finite_values(g[m])
             if len(vals) == 0:
                 continue
             hib = directions.get(m)
@@ -84,7 +85,7 @@ def compare(runs: pd.DataFrame, baseline: str, directions: Mapping[str, bool | N
             continue
         for variant, v in g[g["variant"] != baseline].groupby("variant", sort=False):
             for m in columns:
-                if len(_finite(v[m])) == 0 and len(_finite(base[m])) == 0:
+                if len(finite_values(v[m])) == 0 and len(finite_values(base[m])) == 0:
                     continue
                 hib = directions.get(m)
                 c = (st.compare_binary(v[m], base[m]) if m in BINARY else
@@ -115,7 +116,7 @@ def throughput(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         for variant, v in same.groupby("variant", sort=False):
             row = {"protocol": proto, "variant": variant, "device": device, "runs": len(v)}
             for m in COST_METRICS:
-                vals = _finite(v[m]) if m in v else np.array([])
+                vals = finite_values(v[m]) if m in v else np.array([])
                 row[m] = float(vals.mean()) if len(vals) else math.nan
             out.append(row)
     return pd.DataFrame(out, columns=["protocol", "variant", "device", "runs", *COST_METRICS]), warnings

@@ -35,7 +35,7 @@ import pandas as pd
 
 from ganbench import statistics as st
 from ganbench.claims import CLAIMS, Claim
-from ganbench.report.stats import BINARY, _better_word, _finite
+from ganbench.report.stats import BINARY, _better_word, finite_values
 from ganbench.variants import RULES, Rule
 
 ALPHA = st.ALPHA
@@ -94,7 +94,7 @@ def study_claims(runs: pd.DataFrame, recorded: Iterable[Claim] = (), table: Iter
 def _converged(g: pd.DataFrame) -> str:
     if "converged" not in g:
         return "-"
-    vals = _finite(g["converged"])
+    vals = finite_values(g["converged"])
     return f"{int(vals.sum())}/{len(g)}" if len(vals) else "-"
 
 
@@ -105,7 +105,7 @@ def confounds(variant: pd.DataFrame, baseline: pd.DataFrame) -> str:
     for q in CONFOUND_QUANTITIES:
         if q not in variant or q not in baseline:
             continue
-        a, b = _finite(variant[q]), _finite(baseline[q])
+        a, b = finite_values(variant[q]), finite_values(baseline[q])
         if len(a) and len(b) and a.mean() > 0 and b.mean() > 0:
             ratio = a.mean() / b.mean()
             if ratio > CONFOUND_RATIO or ratio < 1 / CONFOUND_RATIO:
@@ -254,7 +254,7 @@ def representation(runs: pd.DataFrame, baseline: str, settings: Settings = Setti
     accuracy, the untrained figure from each run's own initialisation) against the baseline's: the
     difference with its interval, an exact test below 6 seeds, corrected across the variants of the report
     as one family (secondary to the claims). Empty when no run recorded the probe."""
-    if REPRESENTATION not in runs or not len(_finite(runs[REPRESENTATION])):
+    if REPRESENTATION not in runs or not len(finite_values(runs[REPRESENTATION])):
         return pd.DataFrame(columns=REPRESENTATION_COLUMNS)
     rows, comps = [], []
     for proto, g in runs.groupby("protocol", sort=False):
