@@ -4,8 +4,9 @@ never stepped), which the record, metric and executor tests cannot see.
 
 Margins, measured on this project's CPU (smoke protocol, 1000 steps, FID with the digits domain
 classifier on 256 images): FID fell from 854-940 at initialisation to 232-365, a ratio of 2.3-3.8 over
-seeds 0-3; with G's loss inverted or D's optimizer step removed it did not fall by 1.5x (see the
-project's notes). The test asks for 1.5x.
+seeds 0-3; with G's loss inverted or D's optimizer step removed it did not fall by 1.5x
+(`python benchmarks/learning_margin.py 1000 0,1,2,3`; its docstring says how the broken cases were run).
+The test asks for 1.5x.
 """
 
 import json
