@@ -168,8 +168,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         raise ProtocolError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:   # a folder, a path through a file, no permission: the user's path, one line
+        raise ProtocolError(f"{path}: cannot be read as a TOML file ({exc.strerror or exc})") from None
 
 
 def resolve(name_or_path: str, overrides: Iterable[str] = ()) -> Protocol:

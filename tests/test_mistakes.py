@@ -45,6 +45,8 @@ def workspace(tmp_path_factory):
     (garbage / "checkpoint.pt").write_bytes(bytes(range(256)) * 8)
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "empty.toml").mkdir()
+    (tmp_path / "latin1.toml").write_bytes("description = 'caf\xe9'\n".encode("latin-1"))
     (tmp_path / "no-images").mkdir()
     (tmp_path / "no-images" / "notes.txt").write_text("text")
     (tmp_path / "corrupt").mkdir()
@@ -103,6 +105,12 @@ def _cases(w: Path) -> dict[str, tuple[list[str], str]]:
         "report: unknown baseline": (["report", *res, "--baseline", "dcgam"], "did you mean: dcgan"),
         "report: unknown correction": (["report", *res, "--correction", "bonferroni"], "bonferroni"),
         "plan on a missing folder": (["plan", str(w / "nowhere")], "no such results folder"),
+        "suite file under a file": (["run", "--suite", str(w / "a-file" / "s.toml"), *res], "cannot be read"),
+        "suite file is a folder": (["run", "--suite", str(w / "empty"), *res], "is a directory"),
+        "protocol file is a folder": (["run", "--variant", "dcgan", "--protocol", str(w / "empty.toml"), *res],
+                                      "cannot be read"),
+        "protocol file not UTF-8": (["run", "--variant", "dcgan", "--protocol", str(w / "latin1.toml"), *res],
+                                    "not valid TOML"),
     }
     if not torch.cuda.is_available():
         cases["--device cuda without a GPU"] = ([*run, "--device", "cuda"], "no CUDA device")
