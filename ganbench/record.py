@@ -334,6 +334,10 @@ class RunRecord:
             out.update((m or {}).get("outputs") or {})
         return out
 
+    def series(self) -> list[dict]:
+        """The evaluation rows written so far (a run still training included), oldest first."""
+        return self._read_series()[0]
+
     def _read_series(self) -> tuple[list[dict], list[str]]:
         try:
             lines = (self.dir / SERIES).read_text().splitlines()

@@ -1,0 +1,102 @@
+"""The pilot's decision (issue 18): the training budget S* of the main study, read off the baseline's FID curves.
+
+    python benchmarks/choose_budget.py RESULTS/pilot [--baseline dcgan] [--out results/published/pilot]
+
+The rule, fixed before the pilot's curves were seen: S* is the smallest evaluated step S (>= 3 evaluations) at
+which *every* seed of the baseline has plateaued by ganbench's convergence rule applied to its curve cut at S
+(``ganbench.metrics.stability.plateau``: the slope of log FID per evaluation over the last third of the
+evaluations is below 0.05 in size), using FID at the same sample size at every evaluation (``fid_n_eval`` at
+the last evaluation, ``fid`` before it). Writes ``curves.png`` (every run's FID against steps, log axis, S*
+marked) and ``budget.md`` (the slope table per baseline seed and the state of the other arms at S*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ganbench.files import atomic_write_text  # noqa: E402
+from ganbench.metrics.stability import PLATEAU_MIN, PLATEAU_SLOPE, plateau  # noqa: E402
+from ganbench.record import RunRecord, run_dirs  # noqa: E402
+
+
+def curves(folder: Path) -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """variant -> seed -> [(step, FID at n_eval images)], from every run's series (finished or still training)."""
+    out: dict[str, dict[int, list]] = defaultdict(dict)
+    for d in run_dirs(folder):
+        rows = RunRecord(d).series()
+        if rows:
+            points = [(r["step"], r.get("fid_n_eval", r.get("fid", math.nan))) for r in rows]
+            out[d.parent.name][int(d.name.split("-")[1])] = points
+    return out
+
+
+def slopes(points: list[tuple[int, float]]) -> dict[int, tuple[float, float]]:
+    """step S -> (fid_tail_change, converged) of the curve cut at S."""
+    return {points[i - 1][0]: plateau([f for _, f in points[:i]]) for i in range(PLATEAU_MIN, len(points) + 1)}
+
+
+def choose(baseline: dict[int, list[tuple[int, float]]]) -> int | None:
+    """The smallest step at which every baseline seed's cut curve has converged (None: not within the pilot)."""
+    per_seed = [slopes(p) for p in baseline.values()]
+    common = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
+    return next((step for step in common if all(s[step][1] == 1.0 for s in per_seed)), None)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path)
+    ap.add_argument("--baseline", default="dcgan")
+    ap.add_argument("--out", type=Path, default=Path("results/published/pilot"))
+    args = ap.parse_args()
+    data = curves(args.folder)
+    base = data.get(args.baseline, {})
+    s_star = choose(base)
+
+    lines = [f"# The pilot's budget: {args.folder}", "",
+             f"Rule: the smallest step at which every `{args.baseline}` seed's FID curve, cut there, has "
+             f"|slope of log FID per evaluation over the last third| < {PLATEAU_SLOPE}.", "",
+             f"**S\\* = {s_star if s_star else 'not reached within the pilot'}**", "",
+             f"## `{args.baseline}`: slope of log FID per evaluation over the tail, curve cut at each step", ""]
+    table = {seed: slopes(p) for seed, p in sorted(base.items())}
+    steps = sorted({s for t in table.values() for s in t})
+    lines += ["| step | " + " | ".join(f"seed {s}" for s in table) + " |", "|---" * (len(table) + 1) + "|"]
+    for step in steps:
+        cells = [f"{t[step][0]:+.3f}{' ✓' if t[step][1] == 1.0 else ''}" if step in t else "" for t in table.values()]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    lines += ["", "## Every arm: FID (at the evaluation sample size) at S* and at the pilot's last evaluation", "",
+              "| variant | seed | FID at S* | slope at S* | last step | FID there |", "|---|---|---|---|---|---|"]
+    for variant, seeds in sorted(data.items()):
+        for seed, points in sorted(seeds.items()):
+            at = dict(points)
+            sl = slopes(points).get(s_star, (math.nan, math.nan))[0] if s_star else math.nan
+            lines.append(f"| {variant} | {seed} | {at.get(s_star, math.nan):.1f} | {sl:+.3f} | {points[-1][0]} | "
+                         f"{points[-1][1]:.1f} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "budget.md", "\n".join(lines) + "\n")
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = dict(zip(sorted(data), plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for variant, seeds in sorted(data.items()):
+        for i, (seed, points) in enumerate(sorted(seeds.items())):
+            x, y = zip(*points)
+            ax.plot(x, y, color=colours[variant], alpha=0.8, label=variant if i == 0 else None)
+    if s_star:
+        ax.axvline(s_star, color="black", linestyle="--", label=f"S* = {s_star}")
+    ax.set(yscale="log", xlabel="training step", ylabel="FID (domain classifier, evaluation sample)",
+           title=f"pilot: FID curves ({args.folder.name})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "curves.png", dpi=120)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
