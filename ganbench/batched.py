@@ -42,7 +42,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from ganbench.data import load_dataset, to_float
-from ganbench.device import resolve_device, resolve_precision
+from ganbench.device import resolve_device, resolve_precision, set_threads
 from ganbench.plugins import catalog
 from ganbench.protocol import Protocol
 from ganbench.record import RunSpec
@@ -115,7 +115,7 @@ class SeedStack:
         self.device = resolve_device(protocol.device)
         self.precision, self.precision_warning = resolve_precision(protocol.precision, self.device)
         if protocol.threads:
-            torch.set_num_threads(protocol.threads)
+            set_threads(protocol.threads)
 
     def setup(self) -> None:
         p = self.protocol

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from ganbench import metrics as metrics_mod
 from ganbench.data import dataset_spec, load_dataset, to_float, to_uint8
-from ganbench.device import resolve_device, resolve_precision
+from ganbench.device import resolve_device, resolve_precision, set_threads
 from ganbench.errors import GanbenchError
 from ganbench.generate import generate, sampler, save_grid, training_copy
 from ganbench.plugins import catalog
@@ -138,7 +138,7 @@ class Trainer:
             warnings.warn(precision_warning, PrecisionWarning, stacklevel=2)
         self.record = RunRecord(spec.run_dir)
         if p.threads:
-            torch.set_num_threads(p.threads)
+            set_threads(p.threads)
 
     # -- set-up ----------------------------------------------------------------------------------------
 

@@ -157,3 +157,16 @@ def test_workers_count_the_gpus_torch_sees(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
     assert dev.device_for_worker(4, requested="cuda") == "cuda:1"
+
+
+def test_set_threads_limits_torch_and_every_blas_pool():
+    """A run given one core keeps numpy's and scipy's OpenBLAS to one thread as well (in a fresh process: the
+    limit is process-wide)."""
+    import subprocess
+    import sys
+
+    code = ("from ganbench.device import set_threads; set_threads(1); import torch; "
+            "from threadpoolctl import threadpool_info; info = threadpool_info(); "
+            "print(torch.get_num_threads(), sorted({i['internal_api'] for i in info}), max(i['num_threads'] for i in info))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "1" and "'openblas'" in " ".join(out) and out[-1] == "1", out

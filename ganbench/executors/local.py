@@ -37,9 +37,9 @@ def _worker_init(threads: int, counter, device: str) -> None:
     or spread over several."""
     import torch
 
-    from ganbench.device import device_for_worker
+    from ganbench.device import device_for_worker, set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     with counter.get_lock():
         index = counter.value
         counter.value += 1

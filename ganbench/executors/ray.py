@@ -83,9 +83,9 @@ def scratch_spec(spec: RunSpec, scratch: str | None = None) -> RunSpec:
 def _train_task(spec: RunSpec, index: int, threads: int, shared: bool, scratch: str | None,
                 seed_files: dict[str, bytes], start_log) -> dict:
     """Train one run on a worker and return its outcome, with the run folder's files unless ``shared``."""
-    import torch
+    from ganbench.device import set_threads
 
-    torch.set_num_threads(threads)
+    set_threads(threads)
     try:
         start_log.add.remote(index)
     except Exception:  # the progress display is not worth failing a run for
