@@ -305,3 +305,28 @@ def test_load_run_rebuilds_the_runs_protocol_and_networks(digits_run):
     assert all(torch.equal(v, ckpt["D"][k]) for k, v in run.D.state_dict().items())
     train, test = labelled_splits(run.protocol)
     assert len(train.images) == 1500 and len(test.images) == 297
+
+
+def test_wider_than_long_features_are_rotated_and_the_svm_decides_the_same():
+    """With fewer labelled images than features the SVM is fitted on the features' principal axes: the same
+    optimum (w lies in the images' span; the dual sees only their inner products), so the same test
+    predictions and nearly the same decision values as the SVM on the standardised features themselves."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    from ganbench.metrics.probe import MAX_ITER, _svm
+
+    train, test = load_dataset("digits", "train", 16, 1), load_dataset("digits", "test", 16, 1)
+    D = untrained_copy(build(ArchSpec(resolution=16, channels=1, d_width=16))[1], "dcgan", seed=0)
+    x, xt = d_features(D, train.images[:120]), d_features(D, test.images)
+    y = train.labels[:120].numpy()
+    assert x.shape[1] > len(x)                     # wider than long: the rotated case
+    for c in C_GRID:
+        rotated = _svm(c, *x.shape).fit(x, y)
+        assert type(rotated.steps[1][1]).__name__ == "PCA"
+        plain = make_pipeline(StandardScaler(), LinearSVC(C=c, dual=True, max_iter=MAX_ITER, random_state=0)).fit(x, y)
+        assert (rotated.predict(xt) == plain.predict(xt)).mean() > 0.99
+        scale = np.abs(plain.decision_function(xt)).mean()
+        assert np.abs(rotated.decision_function(xt) - plain.decision_function(xt)).mean() < 1e-3 * scale   # measured 1.4e-5
+    assert len(_svm(1.0, 500, 64).steps) == 2       # longer than wide: no rotation

@@ -222,14 +222,24 @@ def _svm(c: float, n: int, dim: int):
     """Standardisation, then a linear L2-SVM (squared hinge, L2 penalty). liblinear's dual solver unless the
     labelled set is both large and longer than the features are wide: scikit-learn's ``dual="auto"`` picks
     the primal whenever there are more images than features, which on 1,000 standardised MNIST images (768
-    features) took 33 s and did not converge at C=1, against 1.4 s for the dual."""
+    features) took 33 s and did not converge at C=1, against 1.4 s for the dual.
+
+    With fewer images than features (D's features: 3,584 at 32 px and width 32, against 800-1,000 labelled
+    images), the standardised features are first rotated onto their principal axes (``PCA``, every component
+    kept: a rotation of the span of the images, no whitening). The SVM's optimum is unchanged: w lies in the
+    span of the training images, and the dual depends on them only through their inner products, which a
+    rotation keeps; liblinear then works on n instead of dim columns (measured on MNIST, 100 labels per class,
+    one BLAS thread: 47-68 s -> 12-16 s per feature set, the same accuracies and C choices on 4 of 4; decision
+    values within 1.4e-5 relative on digits). Cached baseline scores stay valid (``CACHE_VERSION`` unchanged)."""
+    from sklearn.decomposition import PCA
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import LinearSVC
 
     dual = n <= DUAL_MAX_IMAGES or dim >= n
-    return make_pipeline(StandardScaler(), LinearSVC(C=c, loss="squared_hinge", penalty="l2", dual=dual,
-                                                      max_iter=MAX_ITER, random_state=0))
+    rotate = [PCA(svd_solver="full")] if dim > n else []
+    return make_pipeline(StandardScaler(), *rotate, LinearSVC(C=c, loss="squared_hinge", penalty="l2", dual=dual,
+                                                              max_iter=MAX_ITER, random_state=0))
 
 
 def _fit(c: float, x: np.ndarray, y: np.ndarray):
