@@ -66,12 +66,14 @@ def main() -> None:
     data = curves(args.folder)
     base = data.get(args.baseline, {})
     s_star = choose(base)
+    first = choose(base, hold=1)   # the rule as first written, for comparison
 
     lines = [f"# The pilot's budget: {args.folder}", "",
              f"Rule: the smallest step from which every `{args.baseline}` seed's FID curve, cut there and at the "
              f"next {HOLD - 1} evaluations, has |slope of log FID per evaluation over the last third| < "
              f"{PLATEAU_SLOPE} (✓).", "",
-             f"**S\\* = {s_star if s_star else 'not reached within the pilot'}**", "",
+             f"**S\\* = {s_star if s_star else 'not reached within the pilot'}** (by the rule as first written, "
+             f"plateaued at one evaluation: {first if first else 'not reached'})", "",
              f"## `{args.baseline}`: slope of log FID per evaluation over the tail, curve cut at each step", ""]
     table = {seed: slopes(p) for seed, p in sorted(base.items())}
     steps = sorted({s for t in table.values() for s in t})
@@ -79,14 +81,17 @@ def main() -> None:
     for step in steps:
         cells = [f"{t[step][0]:+.3f}{' ✓' if t[step][1] == 1.0 else ''}" if step in t else "" for t in table.values()]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
-    lines += ["", "## Every arm: FID (at the evaluation sample size) at S* and at the pilot's last evaluation", "",
-              "| variant | seed | FID at S* | slope at S* | last step | FID there |", "|---|---|---|---|---|---|"]
+    at_step = s_star or first
+    lines += ["", f"## Every arm: FID (at the evaluation sample size) at step {at_step}, its best, and its last", "",
+              f"| variant | seed | FID at {at_step} | slope there | best FID (step) | last step | FID there |",
+              "|---|---|---|---|---|---|---|"]
     for variant, seeds in sorted(data.items()):
         for seed, points in sorted(seeds.items()):
             at = dict(points)
-            sl = slopes(points).get(s_star, (math.nan, math.nan))[0] if s_star else math.nan
-            lines.append(f"| {variant} | {seed} | {at.get(s_star, math.nan):.1f} | {sl:+.3f} | {points[-1][0]} | "
-                         f"{points[-1][1]:.1f} |")
+            sl = slopes(points).get(at_step, (math.nan, math.nan))[0] if at_step else math.nan
+            best = min(points, key=lambda p: p[1] if math.isfinite(p[1]) else math.inf)
+            lines.append(f"| {variant} | {seed} | {at.get(at_step, math.nan):.1f} | {sl:+.3f} | {best[1]:.1f} ({best[0]}) "
+                         f"| {points[-1][0]} | {points[-1][1]:.1f} |")
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "budget.md", "\n".join(lines) + "\n")
 
@@ -96,8 +101,9 @@ def main() -> None:
         for i, (seed, points) in enumerate(sorted(seeds.items())):
             x, y = zip(*points)
             ax.plot(x, y, color=colours[variant], alpha=0.8, label=variant if i == 0 else None)
-    if s_star:
-        ax.axvline(s_star, color="black", linestyle="--", label=f"S* = {s_star}")
+    for step, label, style in ((s_star, "S*", "--"), (first if first != s_star else None, "first plateau", ":")):
+        if step:
+            ax.axvline(step, color="black", linestyle=style, label=f"{label} = {step}")
     ax.set(yscale="log", xlabel="training step", ylabel="FID (domain classifier, evaluation sample)",
            title=f"pilot: FID curves ({args.folder.name})")
     ax.legend()
