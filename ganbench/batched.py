@@ -27,8 +27,10 @@ A variant whose networks vmap cannot run (a plugin builder whose forward calls `
 numbers or keeps Python state) is found by one trial forward and backward pass of the stacked copies; so is
 a protocol the batched step does not follow (``compile = true``: the step is not compiled). Their seeds are
 then trained one after another with the trainer itself, with a warning naming the variant and the reason.
-The protocol's ``precision`` is followed (bf16 autocast of the forward passes); its ``channels_last`` is not:
-the copies train in NCHW, which changes the result no more than the trainer's own two layouts differ.
+The protocol's ``precision`` is followed (bf16 autocast of the forward passes), and the trial pass runs under
+it: on a CPU (torch 2.14) batchnorm under vmap refuses autocast's bf16 activations with fp32 weights, so there
+bf16 seeds train alone. Its ``channels_last`` is not followed: the copies train in NCHW, which changes the
+result no more than the trainer's own two layouts differ.
 
 A stack starts from fresh networks (``setup``: each seed built as ``Trainer.setup`` builds it) or from given
 ones and their optimizers' Adam state (``load``: the trainers of ``ganbench run --together``, wherever they
@@ -108,11 +110,15 @@ def vmap_problem(G: nn.Module, D: nn.Module, k: int, z_dim: int, device: torch.d
 
 
 def stack_problem(protocol: Protocol, G: nn.Module, D: nn.Module, k: int, device: torch.device) -> str | None:
-    """Why ``k`` seeds of these networks cannot be trained as one stack under this protocol, or None."""
+    """Why ``k`` seeds of these networks cannot be trained as one stack under this protocol, or None. The
+    trial pass runs at the protocol's precision: bf16 autocast changes what vmap is asked to run."""
     if protocol.compile:
         return "compile=true: the batched step is not compiled"
-    problem = vmap_problem(G, D, k, protocol.z_dim, device)
-    return f"torch.func.vmap cannot run its networks: {problem}" if problem else None
+    bf16 = resolve_precision(protocol.precision, device)[0] == "bf16"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        problem = vmap_problem(G, D, k, protocol.z_dim, device)
+    return f"torch.func.vmap cannot run its networks{' under bf16 autocast' if bf16 else ''}: {problem}" if problem \
+        else None
 
 
 def fallback_warning(variant_name: str, problem: str, n_seeds: int) -> str:

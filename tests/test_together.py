@@ -275,6 +275,24 @@ def test_compile_is_a_reason_to_train_alone():
     assert stack_problem(resolve("smoke"), G, D, 2, torch.device("cpu")) is None
 
 
+def test_the_trial_pass_runs_at_the_protocols_precision(monkeypatch):
+    """Under bf16 the trial pass says what the step would do: no problem and a step that runs, or the reason
+    and a step that fails (on a CPU, torch 2.14: batchnorm under vmap refuses bf16 activations with fp32
+    weights)."""
+    p = resolve("smoke", ['precision="bf16"', 'device="cpu"', "metrics=[]"])
+    G, D = build(p.arch())
+    problem = stack_problem(p, G, D, 2, torch.device("cpu"))
+    monkeypatch.setattr(batched, "stack_problem", lambda *args: None)   # stacked whatever the trial said
+    stack = SeedStack(p, "dcgan", [0, 1])
+    stack.setup()
+    if problem:
+        assert "under bf16 autocast" in problem
+        with pytest.raises(RuntimeError):
+            stack.train_step(0)
+    else:
+        assert torch.isfinite(stack.train_step(0)).all()
+
+
 # ---- the units of work ------------------------------------------------------------------------------------
 
 
