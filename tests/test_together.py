@@ -206,6 +206,22 @@ def test_a_seed_that_diverges_leaves_the_group_and_the_other_goes_on(tmp_path, m
         assert all(_close(a[k], b[k]) for k in STEP_STATS), (a, b)
 
 
+def test_a_crash_while_training_a_group_is_each_unfinished_runs_failure(tmp_path, monkeypatch):
+    def crash(self, step):
+        raise RuntimeError(f"boom at step {step}")
+
+    monkeypatch.setattr(SeedStack, "train_step", crash)
+    r = _run(tmp_path, "--together", "2", "--set", "metrics=[]")
+    assert r.exit_code == 3, r.output
+    for seed in (0, 1):
+        assert _summary(_dir(tmp_path, seed)) == {"schema": 1, "run_id": _summary(_dir(tmp_path, seed))["run_id"],
+                                                  "status": "failed", "error": "RuntimeError: boom at step 0"}
+    monkeypatch.undo()
+    r = _run(tmp_path, "--together", "2", "--set", "metrics=[]")     # failed runs are trained again
+    assert r.exit_code == 0, r.output
+    assert all(_summary(_dir(tmp_path, seed))["status"] == "complete" for seed in (0, 1))
+
+
 def test_an_absurd_learning_rate_diverges_every_seed_of_a_group(tmp_path):
     args = ["--set", "lr_scale=1e35", "--set", "metrics=[]"]
     assert _run(tmp_path / "alone", *args).exit_code == 0
