@@ -101,9 +101,13 @@ def assert_same_checkpoint(a_dir: Path, b_dir: Path) -> None:
                                            msg=f"{opt} {i} {key}")
 
 
-@pytest.fixture(autouse=True)
-def threads_back(restore_threads):
-    """The protocol's threads=1 sets this process's torch threads; the other tests get theirs back."""
+@pytest.fixture(scope="module", autouse=True)
+def threads_back():
+    """The protocol's threads=1 sets this process's torch threads (in the module's fixtures too): the other
+    modules' tests get theirs back (``conftest.restore_threads``, for a whole module)."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
