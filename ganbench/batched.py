@@ -24,14 +24,23 @@ channels-last layout: the results equal a seed trained alone to within a toleran
 (``tests/test_batched.py`` measures it).
 
 A variant whose networks vmap cannot run (a plugin builder whose forward calls ``.item()``, draws random
-numbers or keeps Python state) is found by one trial forward and backward pass of the stacked copies; its
-seeds are then trained one after another with the trainer itself, with a warning naming the variant and
-the reason.
+numbers or keeps Python state) is found by one trial forward and backward pass of the stacked copies; so is
+a protocol the batched step does not follow (``compile = true``: the step is not compiled). Their seeds are
+then trained one after another with the trainer itself, with a warning naming the variant and the reason.
+The protocol's ``precision`` is followed (bf16 autocast of the forward passes), and the trial pass runs under
+it: on a CPU (torch 2.14) batchnorm under vmap refuses autocast's bf16 activations with fp32 weights, so there
+bf16 seeds train alone. Its ``channels_last`` is not followed: the copies train in NCHW, which changes the
+result no more than the trainer's own two layouts differ.
+
+A stack starts from fresh networks (``setup``: each seed built as ``Trainer.setup`` builds it) or from given
+ones and their optimizers' Adam state (``load``: the trainers of ``ganbench run --together``, wherever they
+stand), and ``unload`` writes one copy's weights, buffers and Adam state back into its own networks and
+optimizers.
 """
 
 from __future__ import annotations
 
-import copy
+import itertools
 import warnings
 from dataclasses import dataclass
 from typing import Sequence
@@ -100,11 +109,60 @@ def vmap_problem(G: nn.Module, D: nn.Module, k: int, z_dim: int, device: torch.d
     return None
 
 
+def stack_problem(protocol: Protocol, G: nn.Module, D: nn.Module, k: int, device: torch.device) -> str | None:
+    """Why ``k`` seeds of these networks cannot be trained as one stack under this protocol, or None. The
+    trial pass runs at the protocol's precision: bf16 autocast changes what vmap is asked to run."""
+    if protocol.compile:
+        return "compile=true: the batched step is not compiled"
+    bf16 = resolve_precision(protocol.precision, device)[0] == "bf16"
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        problem = vmap_problem(G, D, k, protocol.z_dim, device)
+    return f"torch.func.vmap cannot run its networks{' under bf16 autocast' if bf16 else ''}: {problem}" if problem \
+        else None
+
+
+def fallback_warning(variant_name: str, problem: str, n_seeds: int) -> str:
+    """The one line said when seeds meant to train together train one after another instead."""
+    return (f"seeds together: variant {variant_name!r} cannot be batched ({problem}); "
+            f"training its {n_seeds} seeds one after another")
+
+
+def _stack(nets: Sequence[nn.Module], device: torch.device) -> tuple[dict, dict]:
+    """The networks' parameters (leaves that take gradients) and buffers, each stacked along a new first
+    dimension, on the device, in NCHW layout."""
+    params, buffers = stack_module_state(list(nets))
+    return ({n: t.detach().to(device).contiguous().requires_grad_() for n, t in params.items()},
+            {n: t.detach().to(device).contiguous() for n, t in buffers.items()})
+
+
+def _stack_adam(states: Sequence[dict], param_groups: list) -> dict:
+    """One Adam state_dict over stacked parameters from K Adams' state_dicts over the copies' own (the same
+    parameter order): moments stacked along a new first dimension, and the step count, which the K share
+    (they stand at the same step), once. No state (a fresh optimizer) stacks to none."""
+    stacked = {}
+    for i, first in states[0]["state"].items():
+        per = [s["state"][i] for s in states]
+        if any(not torch.equal(p["step"], first["step"]) for p in per):
+            raise ValueError(f"Adam's step counts differ between the copies: {[float(p['step']) for p in per]}")
+        stacked[i] = {key: value.clone() if key == "step" else torch.stack([p[key] for p in per]).contiguous()
+                      for key, value in first.items()}
+    return {"state": stacked, "param_groups": param_groups}
+
+
+def _adam_slice(state: dict, k: int, param_groups: list) -> dict:
+    """Copy k's Adam state_dict, from the stacked optimizer's (``_stack_adam``'s inverse)."""
+    return {"state": {i: {key: value.clone() if key == "step" else value[k].clone() for key, value in s.items()}
+                      for i, s in state["state"].items()},
+            "param_groups": param_groups}
+
+
 class SeedStack:
     """K seeds of one variant under one protocol, trained as one batched computation on one device.
 
-    ``setup()`` loads the data and builds the K copies; ``train_step(step)`` takes every copy one step and
-    returns its statistics, shape (K, len(STEP_STATS)), on the device; ``state(k)`` is copy k's G and D.
+    ``setup()`` loads the data and builds the K copies (or ``load`` stacks given networks and optimizers);
+    ``problem`` then says why they cannot be trained as a stack (None when they can); ``train_step(step)``
+    takes every copy one step and returns its statistics, shape (K, len(STEP_STATS)), on the device;
+    ``state(k)`` is copy k's G and D, ``unload(k, ...)`` writes copy k back.
     """
 
     def __init__(self, protocol: Protocol, variant_name: str, seeds: Sequence[int], data_root: str | None = None):
@@ -118,24 +176,35 @@ class SeedStack:
             set_threads(protocol.threads)
 
     def setup(self) -> None:
+        """The data and the K copies, each initialised as ``Trainer.setup`` initialises its seed."""
         p = self.protocol
-        self.data = load_dataset(p.dataset, split="train", resolution=p.resolution, channels=p.channels,
-                                 root=self.data_root, seed=p.data_seed).images.to(self.device)
-        nets = [build_seed(p, self.variant.name, s) for s in self.seeds]
-        self.G_skeleton = copy.deepcopy(nets[0][0]).to(self.device)
-        self.D_skeleton = copy.deepcopy(nets[0][1]).to(self.device)
-        self.problem = vmap_problem(self.G_skeleton, self.D_skeleton, len(self.seeds), p.z_dim, self.device)
+        data = load_dataset(p.dataset, split="train", resolution=p.resolution, channels=p.channels,
+                            root=self.data_root, seed=p.data_seed).images.to(self.device)
+        self.load(data, [build_seed(p, self.variant.name, s) for s in self.seeds])
+
+    def load(self, data: torch.Tensor, nets: Sequence[tuple[nn.Module, nn.Module]],
+             optimizers: Sequence[tuple[torch.optim.Optimizer, torch.optim.Optimizer]] = ()) -> None:
+        """Stack these networks, one (G, D) per seed in the seeds' order, and, where given, their optimizers'
+        Adam state, one (opt_g, opt_d) per seed, all at the same step; ``data`` is the training set's uint8
+        images on the device. Nothing of theirs is changed. Sets ``problem`` (and stacks nothing) when the
+        stack cannot train them."""
+        p, o = self.protocol, self.variant.optim
+        self.data = data
+        # the copies' forward passes run through networks of the variant built here, without the hooks or
+        # memory layout of the given ones, and without moving the global random state
+        with torch.random.fork_rng(devices=[]):
+            self.G_skeleton, self.D_skeleton = (net.to(self.device) for net in self.variant.build(p.arch()))
+        self.problem = stack_problem(p, self.G_skeleton, self.D_skeleton, len(self.seeds), self.device)
         if self.problem:
             return
-        gp, self.gb = stack_module_state([g for g, _ in nets])
-        dp, self.db = stack_module_state([d for _, d in nets])
-        self.gp = {n: t.to(self.device).detach().requires_grad_() for n, t in gp.items()}
-        self.dp = {n: t.to(self.device).detach().requires_grad_() for n, t in dp.items()}
-        self.gb = {n: t.to(self.device) for n, t in self.gb.items()}
-        self.db = {n: t.to(self.device) for n, t in self.db.items()}
-        o, scale = self.variant.optim, p.lr_scale
-        self.opt_g = torch.optim.Adam(list(self.gp.values()), lr=o.g.lr * scale, betas=o.g.betas)
-        self.opt_d = torch.optim.Adam(list(self.dp.values()), lr=o.d.lr * scale, betas=o.d.betas)
+        self.gp, self.gb = _stack([g for g, _ in nets], self.device)
+        self.dp, self.db = _stack([d for _, d in nets], self.device)
+        self.opt_g = torch.optim.Adam(list(self.gp.values()), lr=o.g.lr * p.lr_scale, betas=o.g.betas)
+        self.opt_d = torch.optim.Adam(list(self.dp.values()), lr=o.d.lr * p.lr_scale, betas=o.d.betas)
+        if optimizers:
+            for i, stacked in enumerate((self.opt_g, self.opt_d)):
+                stacked.load_state_dict(_stack_adam([opts[i].state_dict() for opts in optimizers],
+                                                    stacked.state_dict()["param_groups"]))
         self.streams = [BatchStream(len(self.data), p.batch_size, s) for s in self.seeds]
         self._G = vmap(lambda params, buffers, z: functional_call(self.G_skeleton, (params, buffers), (z,)))
         self._D = vmap(lambda params, buffers, x: functional_call(self.D_skeleton, (params, buffers), (x,)))
@@ -185,6 +254,18 @@ class SeedStack:
         """Copy k's G and D state_dicts, on the CPU."""
         return _state(self.gp, self.gb, self.G_skeleton, k), _state(self.dp, self.db, self.D_skeleton, k)
 
+    def unload(self, k: int, G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer,
+               opt_d: torch.optim.Optimizer) -> None:
+        """Write copy k's weights, buffers and Adam state into these networks and optimizers (seed k's, as
+        ``load`` took them), keeping their devices and memory layouts."""
+        with torch.no_grad():
+            for net, params, buffers in ((G, self.gp, self.gb), (D, self.dp, self.db)):
+                stacked = {**params, **buffers}
+                for name, t in itertools.chain(net.named_parameters(), net.named_buffers()):
+                    t.copy_(stacked[name][k])
+        for opt, stacked_opt in ((opt_g, self.opt_g), (opt_d, self.opt_d)):
+            opt.load_state_dict(_adam_slice(stacked_opt.state_dict(), k, opt.state_dict()["param_groups"]))
+
 
 def train_alone(protocol: Protocol, variant_name: str, seed: int, steps: int, data_root: str | None = None) -> SeedResult:
     """The reference: one seed through the trainer's own ``setup`` and ``train_step`` (nothing written)."""
@@ -210,9 +291,7 @@ def train_seeds_together(protocol: Protocol, variant_name: str, seeds: Sequence[
         warnings.warn(stack.precision_warning, stacklevel=2)
     stack.setup()
     if stack.problem:
-        warnings.warn(f"seeds together: variant {variant_name!r} cannot be batched with torch.func.vmap "
-                      f"({stack.problem}); training its {len(stack.seeds)} seeds one after another",
-                      stacklevel=2)
+        warnings.warn(fallback_warning(variant_name, stack.problem, len(stack.seeds)), stacklevel=2)
         return {s: train_alone(protocol, variant_name, s, steps, data_root) for s in stack.seeds}
     rows = [stack.train_step(step) for step in range(steps)]
     stats = torch.stack(rows, dim=1).cpu() if rows else torch.zeros(len(stack.seeds), 0, len(STEP_STATS))

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ganbench.errors import GanbenchError
+from ganbench.errors import GanbenchError, one_line_warning
 
 console = Console()
 err_console = Console(stderr=True)
@@ -61,16 +61,12 @@ def _fmt(v) -> str:
 EXIT_USAGE, EXIT_INCOMPLETE = 2, 3
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"warning: {str(message).strip().splitlines()[0] if str(message).strip() else category.__name__}\n"
-
-
 class OneLineGroup(click.Group):
     """click's own usage errors (a bad option value, an unknown command) as one line and exit code 2, like
     every other mistake; ``--help`` is untouched."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        warnings.formatwarning = _one_line_warning   # a warning (a broken plugin, emulated bf16): one line too
+        warnings.formatwarning = one_line_warning   # a warning (a broken plugin, emulated bf16): one line too
         try:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
@@ -206,6 +202,9 @@ USABLE_CORES = _usable_cores()
 @click.option("--jobs", default=USABLE_CORES, show_default="the usable cores", envvar="GANBENCH_JOBS",
               type=click.IntRange(min=1), help="runs at a time, each in a worker process with cores/jobs torch threads "
                                                "(1: one after another in this process; env GANBENCH_JOBS)")
+@click.option("--together", default=1, show_default=True, metavar="K", type=click.IntRange(min=1),
+              help="train up to K seeds of a variant as one batched computation (torch.func) in one process, each "
+                   "keeping its own record: for a GPU, where one small run leaves it idle (1: each run on its own)")
 @click.option("--executor", default="local", show_default=True,
               help="local (in-process, or a process pool with --jobs), or ray (one Ray task per run: pip install 'ganbench[ray]')")
 @click.option("--address", help="with --executor ray: the Ray cluster's head, HOST:6379 or auto (default: $RAY_ADDRESS, "
@@ -213,8 +212,8 @@ USABLE_CORES = _usable_cores()
 @click.option("--shared-results", is_flag=True, help="with --executor ray: the --results folder is reachable from every "
                                                     "worker at the same path, so runs train in place")
 @_friendly
-def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, device, data_root, jobs, executor,
-        address, shared_results):
+def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, device, data_root, jobs, together,
+        executor, address, shared_results):
     """Train variants over seeds under one protocol; complete runs are skipped, interrupted ones resume."""
     from ganbench.executors import make_executor
     from ganbench.progress import LineObserver, RichObserver
@@ -234,7 +233,8 @@ def run(variants, suite_file, protocol, overrides, seeds, seed_list, results, de
         suite = replace(suite, seeds=tuple(range(seeds)))
     specs = suite.plan(Path(results), data_root)
     check_plan(specs, here=executor != "ray")   # everything the runs need, before anything is written
-    ex = make_executor(executor, min(jobs, len(specs)), address=address, shared_results=shared_results)
+    ex = make_executor(executor, min(jobs, len(specs)), address=address, shared_results=shared_results,
+                       together=together)
     t0 = time.perf_counter()
     if err_console.is_terminal:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -42,3 +42,9 @@ def one_line(exc: BaseException) -> str:
     """The first line of an exception's message, or its type's name when it has none."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """``warnings.formatwarning`` that prints a warning as one line, ``warning: <its first line>``."""
+    text = str(message).strip().splitlines()
+    return f"warning: {text[0] if text else category.__name__}\n"

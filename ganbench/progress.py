@@ -45,13 +45,14 @@ class LineObserver:
 
 
 class RichObserver:
-    """One progress bar over the suite (runs done, running, failed) and one over the steps of the run that
-    last reported a step (executors whose runs report no steps, a pool or Ray, show the suite bar only)."""
+    """One progress bar over the suite (runs done, running, failed) and one over the steps of each run that
+    reports its steps, until it is done (the runs of a group trained together report theirs side by side;
+    executors whose runs report no steps, a pool or Ray, show the suite bar only)."""
 
     def __init__(self, progress: Progress, n_runs: int):
         self.progress = progress
         self.suite_task = progress.add_task("suite", total=n_runs, stats="")
-        self.run_task = self.run_spec = None
+        self.run_tasks: dict = {}     # RunSpec -> its bar
         self.running = self.failed = 0
 
     def _suite_stats(self) -> None:
@@ -62,18 +63,18 @@ class RichObserver:
         self._suite_stats()
 
     def step(self, spec, step: int, row: dict) -> None:
-        if spec is not self.run_spec:
-            if self.run_task is not None:
-                self.progress.remove_task(self.run_task)
-            self.run_spec = spec
-            self.run_task = self.progress.add_task(f"{spec.variant} seed {spec.seed}", total=spec.protocol.steps, stats="")
+        if spec not in self.run_tasks:
+            self.run_tasks[spec] = self.progress.add_task(f"{spec.variant} seed {spec.seed}", total=spec.protocol.steps,
+                                                          stats="")
         stats = ""
         if row:
             stats = " ".join(f"{k}={row[k]:.3g}" for k in ("g_loss", "d_loss", "interval_ips", "fid") if k in row)
-        self.progress.update(self.run_task, completed=step, **({"stats": stats} if stats else {}))
+        self.progress.update(self.run_tasks[spec], completed=step, **({"stats": stats} if stats else {}))
 
     def done(self, result) -> None:
         self.running -= 1
         self.failed += result.status == "failed"
+        if result.spec in self.run_tasks:
+            self.progress.remove_task(self.run_tasks.pop(result.spec))
         self.progress.advance(self.suite_task)
         self._suite_stats()

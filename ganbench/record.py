@@ -10,7 +10,8 @@ A run folder holds::
                     those claims are about), and which plugin provided the variant, the data set, each
                     metric, rule and claim; its ``run_id`` is a hash of everything that determines the result
     metrics.jsonl   one JSON object per evaluation (the metric time series)
-    summary.json    status ("running", "complete", "diverged", "failed"), final metrics, wall time
+    summary.json    status ("running", "complete", "diverged", "failed"), final metrics, training and wall
+                    time, and the spans of steps trained together with other seeds (``trained_together``)
     samples/        sample grids of G(z_fixed), one PNG per evaluation
     checkpoint.pt   G, D, optimizers and the series so far, from the last evaluation
     probe.json      the probe command's results (``ganbench probe``)
@@ -32,7 +33,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 from ganbench.errors import GanbenchError, one_line
 from ganbench.files import Locked, atomic_path, atomic_write_bytes, file_lock, read_json, write_json, write_jsonl
@@ -258,11 +259,14 @@ class RunRecord:
         write_jsonl(self.dir / SERIES, rows)
 
     def write_summary(self, run_id: str, status: str, step: int, steps: int, train_seconds: float,
-                      wall_seconds: float, resumed: bool, final: Mapping) -> None:
+                      wall_seconds: float, resumed: bool, final: Mapping, trained_together: Sequence[dict] = ()) -> None:
+        """``trained_together``: the spans of steps trained as one batch with other seeds (``ganbench run
+        --together``), each ``{"steps": [from, to], "seeds": [...]}`` (the run's own seed among them); for those
+        steps ``train_seconds`` counts the batch's training time divided by its number of seeds."""
         write_json(self.dir / SUMMARY, {
             "schema": SCHEMA_VERSION, "run_id": run_id, "status": status, "step": step, "steps": steps,
             "train_seconds": train_seconds, "wall_seconds_last_session": wall_seconds, "resumed": resumed,
-            "final": dict(final),
+            "trained_together": list(trained_together), "final": dict(final),
         })
 
     def write_failure(self, run_id: str, error: str) -> None:

@@ -20,7 +20,7 @@ import random
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -121,7 +121,12 @@ def _grad_norm(net: torch.nn.Module) -> torch.Tensor:
 
 
 class Trainer:
-    """Trains one run; ``run()`` returns its result and leaves its record in ``spec.run_dir``."""
+    """Trains one run; ``run()`` returns its result and leaves its record in ``spec.run_dir``.
+
+    ``run()`` is ``start()`` (set up, resume, write the spec), then ``train_interval()`` up to each evaluation
+    (``end_interval``: evaluate, checkpoint, write the series), then ``finish()`` (the summary). Runs trained
+    together (``ganbench.together``) go through the same parts, with their steps between two evaluations
+    trained as one batch instead of ``train_interval``."""
 
     def __init__(self, spec: RunSpec, progress: Progress | None = None):
         self.spec = spec
@@ -166,12 +171,14 @@ class Trainer:
         self.history: list[dict] = []
         self.fixed_history: list[torch.Tensor] = []
         self.train_time = 0.0
+        self.together: list[dict] = []     # spans of steps trained with other seeds (ganbench.together)
 
     def _save_checkpoint(self) -> None:
         self.record.save_checkpoint(self.spec.run_id, {
             "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "history": self.history, "fixed_history": self.fixed_history, "train_time": self.train_time,
+            "together": self.together,
         })
 
     def _load_checkpoint(self) -> bool:
@@ -184,6 +191,7 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         self.step, self.history = state["step"], state["history"]
         self.fixed_history, self.train_time = state["fixed_history"], state["train_time"]
+        self.together = state.get("together", [])   # absent from checkpoints written before --together
         return True
 
     # -- the step --------------------------------------------------------------------------------------
@@ -273,44 +281,85 @@ class Trainer:
     def _diverged(self) -> bool:
         return bool(self.history) and self.history[-1].get("diverged") == 1.0
 
-    def run(self) -> RunResult:
-        t0 = time.perf_counter()
-        spec, p = self.spec, self.protocol
+    def start(self) -> None:
+        """Set up, resume from the checkpoint where there is one, and write the spec and the running status."""
+        self.t0 = time.perf_counter()
         self.setup()
-        resumed = self._load_checkpoint()
-        self.record.write_spec(spec, self.variant, self.arch, self.dataset, self.metric_specs, str(self.device),
+        self.resumed = self._load_checkpoint()
+        self.record.write_spec(self.spec, self.variant, self.arch, self.dataset, self.metric_specs, str(self.device),
                                self.precision)
-        self.record.write_running(self.step, resumed)
+        self.record.write_running(self.step, self.resumed)
 
-        eval_steps = [s for s in p.eval_steps() if s > self.step]
-        while eval_steps and not self._diverged():
-            target = eval_steps.pop(0)
-            acc = torch.zeros(len(STEP_STATS), device=self.device)
-            start_step, t = self.step, time.perf_counter()
-            for step in range(start_step, target):
-                self.train_step(step, acc)
-                self.step = step + 1
-                if self.progress:
-                    self.progress(self.step, {})
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - t
-            self.train_time += elapsed
-            diverged = not bool(torch.isfinite(acc).all())
-            row = self._evaluate(acc, self.step - start_step, (self.step - start_step) * p.batch_size,
-                                 elapsed, final=diverged or not eval_steps, diverged=diverged)
-            if self.progress:
-                self.progress(self.step, row)
-            self._save_checkpoint()
-            self.record.write_series(self.history)
+    def next_eval(self) -> int | None:
+        """The step of the next evaluation; None once the run is over (its last evaluation done, or diverged)."""
+        if self._diverged():
+            return None
+        return next((s for s in self.protocol.eval_steps() if s > self.step), None)
+
+    def stepped(self, step: int) -> None:
+        """``step`` steps are trained: the run stands there, and its progress hears of it."""
+        self.step = step
+        if self.progress:
+            self.progress(step, {})
+
+    def train_interval(self) -> None:
+        """Train alone up to the next evaluation, then evaluate (``end_interval``)."""
+        acc = torch.zeros(len(STEP_STATS), device=self.device)
+        start_step, t = self.step, time.perf_counter()
+        for step in range(start_step, self.next_eval()):
+            self.train_step(step, acc)
+            self.stepped(step + 1)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        self.end_interval(acc, start_step, time.perf_counter() - t)
+
+    def end_interval(self, acc: torch.Tensor, start_step: int, elapsed: float, together: Sequence[int] = ()) -> None:
+        """After the steps from ``start_step`` to ``self.step`` (their statistics summed in ``acc``, trained in
+        ``elapsed`` seconds, with the seeds ``together`` where they were trained as one batch): the evaluation,
+        the checkpoint and the series. A run whose statistics are not finite is recorded as diverged."""
+        p = self.protocol
+        self.train_time += elapsed
+        if together:
+            self._trained_together(start_step, list(together))
+        diverged = not bool(torch.isfinite(acc).all())
+        n_steps = self.step - start_step
+        final = diverged or not any(s > self.step for s in p.eval_steps())
+        row = self._evaluate(acc, n_steps, n_steps * p.batch_size, elapsed, final=final, diverged=diverged)
+        if self.progress:
+            self.progress(self.step, row)
+        self._save_checkpoint()
+        self.record.write_series(self.history)
+
+    def _trained_together(self, start_step: int, seeds: list[int]) -> None:
+        """Add the span ``start_step .. self.step`` trained with ``seeds`` to the record, merged with the last
+        span where it continues it with the same seeds."""
+        last = self.together[-1] if self.together else None
+        if last and last["seeds"] == seeds and last["steps"][1] == start_step:
+            last["steps"][1] = self.step
+        else:
+            self.together.append({"steps": [start_step, self.step], "seeds": seeds})
+
+    def finish(self) -> RunResult:
+        """Write the series and the summary; the run's result."""
+        spec, p = self.spec, self.protocol
         # also after a resume that found the last checkpoint already at the end
         self.record.write_series(self.history)
         status = "diverged" if self._diverged() else "complete"
-
-        wall = time.perf_counter() - t0
+        wall = time.perf_counter() - self.t0
         final_row = self.history[-1] if self.history else {}
-        self.record.write_summary(spec.run_id, status, self.step, p.steps, self.train_time, wall, resumed, final_row)
+        self.record.write_summary(spec.run_id, status, self.step, p.steps, self.train_time, wall, self.resumed,
+                                  final_row, self.together)
         return RunResult(spec, status, wall)
+
+    def run_to_end(self) -> RunResult:
+        """Train alone from where the run stands to its last evaluation; its result."""
+        while self.next_eval() is not None:
+            self.train_interval()
+        return self.finish()
+
+    def run(self) -> RunResult:
+        self.start()
+        return self.run_to_end()
 
 
 def run_one(spec: RunSpec, progress: Progress | None = None) -> RunResult:

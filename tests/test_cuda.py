@@ -9,6 +9,7 @@ such wait into an error that names the line.
 
 from __future__ import annotations
 
+import json
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -102,6 +103,32 @@ def test_seeds_together_equal_seeds_alone_on_cuda(variant):
                         continue
                     own = 2 * (getattr(other, net)[key] - ref).abs().max()
                     torch.testing.assert_close(got, ref, rtol=1e-5, atol=3e-6 + own, msg=f"{net}.{key}")
+
+
+def test_seeds_trained_together_keep_their_records_on_cuda(tmp_path):
+    """``ganbench run --together``'s group on the GPU: each seed's series as its run alone within the CPU
+    tolerance plus twice the trainer's own difference between its two memory layouts (as above). Written on
+    a machine without a GPU: not yet run on one."""
+    from ganbench.files import read_jsonl
+    from ganbench.record import RunSpec
+    from ganbench.together import run_together
+    from ganbench.train import STEP_STATS, run_one
+
+    with exact_cuda():
+        p = smoke(channels_last="false", metrics="[]", steps=20)
+        results = run_together([RunSpec(p, "dcgan", s, tmp_path / "together") for s in (0, 1)])
+        assert [r.status for r in results] == ["complete", "complete"], results
+        for r in results:
+            seed = r.spec.seed
+            alone = run_one(RunSpec(p, "dcgan", seed, tmp_path / "alone"))
+            other = run_one(RunSpec(replace(p, channels_last=True), "dcgan", seed, tmp_path / "other"))
+            rows = [read_jsonl(x.spec.run_dir / "metrics.jsonl") for x in (r, alone, other)]
+            assert [row["step"] for row in rows[0]] == [row["step"] for row in rows[1]] == [10, 20]
+            for ours, ref, own in zip(*rows):
+                for k in STEP_STATS:
+                    assert abs(ours[k] - ref[k]) <= 1e-6 + 1e-5 * abs(ref[k]) + 2 * abs(own[k] - ref[k]), (seed, k)
+            summary = json.loads((r.spec.run_dir / "summary.json").read_text())
+            assert summary["trained_together"] == [{"steps": [0, 20], "seeds": [0, 1]}]
 
 
 def test_auto_precision_is_bf16_where_the_gpu_has_it():

@@ -30,6 +30,7 @@ def test_without_ray_the_ray_executor_exits_2_saying_how_to_install_it(tmp_path,
     (["--executor", "dask"], "unknown executor 'dask'; known: local, ray"),
     (["--address", "head:6379"], "--address and --shared-results are options of --executor ray"),
     (["--shared-results"], "--address and --shared-results are options of --executor ray"),
+    (["--executor", "ray", "--together", "2"], "--together is an option of --executor local"),
 ])
 def test_executor_mistakes_exit_2_with_one_line(tmp_path, args, expect):
     r = CliRunner().invoke(main, ["run", "--variant", "dcgan", "--protocol", "smoke", "--results", str(tmp_path), *args])
@@ -41,7 +42,8 @@ def test_executor_mistakes_exit_2_with_one_line(tmp_path, args, expect):
 def test_local_executor_is_in_process_or_a_pool():
     assert isinstance(make_executor("local"), InProcessExecutor)
     pool = make_executor("local", jobs=3)
-    assert isinstance(pool, ProcessPoolExecutor) and pool.jobs == 3
+    assert isinstance(pool, ProcessPoolExecutor) and pool.jobs == 3 and pool.together == 1
+    assert make_executor("local", together=4).together == 4
     with pytest.raises(GanbenchError, match="known: local, ray"):
         make_executor("slurm")
 

@@ -91,6 +91,7 @@ def _cases(w: Path) -> dict[str, tuple[list[str], str]]:
         # three-line usage errors before
         "--seeds 0": (["run", "--variant", "dcgan", "--seeds", "0", *res], "--seeds"),
         "--jobs 0": (["run", "--variant", "dcgan", "--jobs", "0", *res], "--jobs"),
+        "--together 0": ([*run, "--together", "0"], "'--together': 0 is not in the range x>=1"),
         "list no-such-kind": (["list", "no-such-kind"], "no-such-kind"),
         "list --format yaml": (["list", "--format", "yaml"], "yaml"),
         "report --format pdf": (["report", *res, "--format", "pdf"], "pdf"),

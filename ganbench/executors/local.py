@@ -1,31 +1,39 @@
 """The local executors: one run after another in this process, or ``jobs`` runs at a time in worker
-processes."""
+processes; with ``together`` K > 1, groups of up to K runs of one variant trained together
+(``ganbench.together``) take the place of runs."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
 import os
+import warnings
 from typing import Sequence
 
-from ganbench.executors import Observer, run_guarded
+from ganbench.errors import one_line_warning
+from ganbench.executors import Observer, run_group_guarded
 from ganbench.record import RunSpec
+from ganbench.together import group_runs
 from ganbench.train import RunResult
 
 
 class InProcessExecutor:
-    """One run after another in this process, with per-step progress."""
+    """One run (or group of runs trained together) after another in this process, with per-step progress."""
 
     name = "local"
 
+    def __init__(self, together: int = 1):
+        self.together = together
+
     def run(self, specs: Sequence[RunSpec], observer: Observer) -> list[RunResult]:
-        results = []
-        for spec in specs:
-            observer.started(spec)
-            result = run_guarded(spec, observer)
-            observer.done(result)
-            results.append(result)
-        return results
+        by_spec = {}
+        for group in group_runs(specs, self.together):
+            for spec in group:
+                observer.started(spec)
+            for spec, result in zip(group, run_group_guarded(group, observer)):
+                observer.done(result)
+                by_spec[id(spec)] = result
+        return [by_spec[id(s)] for s in specs]
 
 
 WORKER: dict = {}     # in a worker process: its index among the pool's workers and the device it was given
@@ -40,6 +48,7 @@ def _worker_init(threads: int, counter, device: str) -> None:
     from ganbench.device import device_for_worker, set_threads
 
     set_threads(threads)
+    warnings.formatwarning = one_line_warning     # as the command line prints them
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -55,29 +64,34 @@ def worker_info() -> dict:
 
 
 class ProcessPoolExecutor:
-    """``jobs`` runs at a time in worker processes (spawned, so each has a clean torch), each with
-    ``cpu_count // jobs`` torch threads unless the protocol sets them; on CUDA each worker is given a GPU,
-    round-robin over the machine's (all of them share the one GPU there is on a single-GPU machine)."""
+    """``jobs`` runs (or groups of runs trained together) at a time in worker processes (spawned, so each has
+    a clean torch), each with ``cpu_count // jobs`` torch threads unless the protocol sets them (jobs: at most
+    the number of units of work); on CUDA each worker is given a GPU, round-robin over the machine's (all of
+    them share the one GPU there is on a single-GPU machine)."""
 
     name = "pool"
 
-    def __init__(self, jobs: int):
-        self.jobs = jobs
+    def __init__(self, jobs: int, together: int = 1):
+        self.jobs, self.together = jobs, together
 
     def run(self, specs: Sequence[RunSpec], observer: Observer) -> list[RunResult]:
-        threads = max(1, (os.cpu_count() or 1) // self.jobs)
+        groups = group_runs(specs, self.together)
+        jobs = min(self.jobs, len(groups))
+        threads = max(1, (os.cpu_count() or 1) // jobs)
         ctx = multiprocessing.get_context("spawn")
         devices = {spec.protocol.device for spec in specs}
         device = devices.pop() if len(devices) == 1 else "auto"
-        with cf.ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_worker_init,
+        with cf.ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
                                     initargs=(threads, ctx.Value("i", 0), device)) as pool:
             futures = {}
-            for spec in specs:
-                observer.started(spec)
-                futures[pool.submit(run_guarded, spec)] = spec
+            for group in groups:
+                for spec in group:
+                    observer.started(spec)
+                futures[pool.submit(run_group_guarded, group)] = group
             by_spec = {}
             for fut in cf.as_completed(futures):
-                result = fut.result()   # a user's mistake raised in a worker re-raises here
-                observer.done(result)
-                by_spec[id(futures[fut])] = result
+                # a user's mistake raised in a worker re-raises here
+                for spec, result in zip(futures[fut], fut.result()):
+                    observer.done(result)
+                    by_spec[id(spec)] = result
         return [by_spec[id(s)] for s in specs]
