@@ -24,6 +24,17 @@ SMOKE = ["steps=4", "eval_every=2", "g_width=4", "d_width=4", "z_dim=8", "batch_
 STUDIES = {"paper-rules", "stacked-mnist", "paper-64", "cifar10-32"}   # the paper's network and the rule breakers
 
 
+def _smoke_key(path: Path) -> tuple:
+    """What a suite's smoke version trains: suites that shrink to the same runs are trained once (the decisive
+    study and the paper-rules study differ only in steps and sample sizes, which the smoke version replaces)."""
+    suite = load_suite(path, SMOKE)
+    labels = ("name", "description", "source")
+    return suite.variants, repr([{k: v for k, v in p.to_dict().items() if k not in labels} for p in suite.protocols])
+
+
+SMOKE_SUITES = [p for i, p in enumerate(SUITES) if _smoke_key(p) not in {_smoke_key(q) for q in SUITES[:i]}]
+
+
 def test_there_are_the_four_studies_and_the_precision_check():
     assert {p.stem for p in SUITES} >= STUDIES | {"precision"}
 
@@ -64,8 +75,13 @@ def test_stacked_mnist_puts_d_at_a_quarter_and_a_half_of_g():
     assert len(suite.seeds) == 5
 
 
+def test_every_suite_is_smoke_trained_or_shrinks_to_one_that_is():
+    assert {_smoke_key(p) for p in SUITES} == {_smoke_key(p) for p in SMOKE_SUITES}
+    assert len(SMOKE_SUITES) < len(SUITES)   # study.toml shrinks to paper-rules' smoke runs
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", SUITES, ids=[p.stem for p in SUITES])
+@pytest.mark.parametrize("path", SMOKE_SUITES, ids=[p.stem for p in SMOKE_SUITES])
 def test_smoke_version_of_the_suite_trains_and_reports(path, tmp_path):
     needs_shared()
     results = tmp_path / "results"
