@@ -20,7 +20,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-from torch import nn
 
 from ganbench import batched
 from ganbench.arch import build
@@ -28,6 +27,8 @@ from ganbench.batched import SeedStack, train_alone, train_seeds_together, vmap_
 from ganbench.plugins import Catalog, get_plugin_manager
 from ganbench.protocol import resolve
 from ganbench.variants import Variant
+
+from conftest import item_builder
 
 STEPS = 10
 STATS_RTOL, STATS_ATOL = 1e-5, 1e-6
@@ -123,19 +124,6 @@ def test_channels_last_trainer_differs_no_more_than_from_itself():
 
 
 # ---- a variant vmap cannot run ------------------------------------------------------------------------
-
-
-class ItemScale(nn.Module):
-    """Multiplies by 1, through a Python float read with ``.item()``: fine alone, refused by vmap."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * (1.0 + 0.0 * x.detach().abs().max().item())
-
-
-def item_builder(spec):
-    G, D = build(spec)
-    G.add_module("item", ItemScale())
-    return G, D
 
 
 @pytest.fixture

@@ -42,6 +42,8 @@ from ganbench.together import group_runs
 from ganbench.train import STEP_STATS, RunResult, Trainer
 from ganbench.variants import NO_RULE, Variant
 
+from conftest import item_builder
+
 PROTOCOL = ["--protocol", "smoke", "--set", "channels_last=false", "--set", "threads=1"]
 COMPARED = (*STEP_STATS, "fid", "kid_mean")
 RTOL, ATOL = 2e-5, 1e-6
@@ -240,19 +242,6 @@ def test_an_absurd_learning_rate_diverges_every_seed_of_a_group(tmp_path):
 
 
 # ---- a variant vmap cannot run, and protocols the batched step does not follow --------------------------------
-
-
-class ItemScale(torch.nn.Module):
-    """Multiplies by 1, through a Python float read with ``.item()``: fine alone, refused by vmap."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * (1.0 + 0.0 * x.detach().abs().max().item())
-
-
-def item_builder(spec):
-    G, D = build(spec)
-    G.add_module("item", ItemScale())
-    return G, D
 
 
 @pytest.fixture
