@@ -5,8 +5,10 @@
 - ``native_bf16``: whether the device does bf16 arithmetic in hardware. A CUDA device of compute
   capability 8.0 or later (Ampere, Hopper ...); a CPU with AVX-512 BF16 or AMX-BF16 (x86) or the BF16
   extension (Arm). Elsewhere PyTorch emulates bf16, which costs more than fp32 saves.
-- ``resolve_precision``: "auto" -> bf16 where it is native, fp32 elsewhere; "bf16" where it is not
-  native still trains in bf16 (the user asked for it), with a one-line warning of the measured cost.
+- ``resolve_precision``: "cuda-bf16" (the default) -> bf16 on a CUDA device that has it natively, fp32
+  elsewhere, every CPU included (so a CPU study's precision does not depend on which CPU it lands on);
+  "auto" -> bf16 wherever it is native, CPUs included; "bf16" where it is not native still trains in bf16
+  (the user asked for it), with a one-line warning of the measured cost.
 - ``device_for_worker``: round-robin placement of concurrent runs over the GPUs of one machine.
 - ``set_threads``: a run's CPU threads, for torch and for the BLAS and OpenMP pools numpy and scipy use.
 """
@@ -19,7 +21,7 @@ import torch
 
 from ganbench.errors import GanbenchError
 
-PRECISIONS = ("fp32", "bf16", "auto")
+PRECISIONS = ("cuda-bf16", "fp32", "bf16", "auto")
 
 # The cost of emulated bf16, measured by ``python benchmarks/batched_seeds.py --precision-cost --threads 1
 # --steps 4 --reps 3`` on an AMD EPYC with AVX2 and no AVX-512 (the machine shared with other work, so one
@@ -88,15 +90,18 @@ def _bf16_cost_warning(device: torch.device) -> str:
 
 
 def resolve_precision(requested: str, device: str | torch.device) -> tuple[str, str | None]:
-    """(the precision to train at, a one-line warning or None). "auto": bf16 where the device has it in
-    hardware, else fp32. "bf16" without hardware support: bf16 as asked, with the measured cost."""
+    """(the precision to train at, a one-line warning or None). "cuda-bf16": bf16 on a CUDA device with it in
+    hardware, else fp32. "auto": bf16 where the device has it in hardware (a CPU too), else fp32. "bf16"
+    without hardware support: bf16 as asked, with the measured cost."""
     device = _as_device(device)
     if requested not in PRECISIONS:
         raise GanbenchError(f"precision {requested!r} is not allowed; expected one of {', '.join(PRECISIONS)}")
     if requested == "fp32":
         return "fp32", None
+    if requested == "cuda-bf16" and device.type != "cuda":
+        return "fp32", None
     native = native_bf16(device)
-    if requested == "auto":
+    if requested in ("auto", "cuda-bf16"):
         return ("bf16" if native else "fp32"), None
     return "bf16", (None if native else _bf16_cost_warning(device))
 

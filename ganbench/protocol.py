@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ganbench.arch import ArchSpec
+from ganbench.device import PRECISIONS
 from ganbench.errors import GanbenchError, did_you_mean
 from ganbench.hookspecs import hookimpl
 
@@ -27,7 +28,6 @@ class ProtocolError(GanbenchError):
 
 
 EXTRACTORS = ("auto", "domain", "inception-v3-compat")
-PRECISIONS = ("fp32", "bf16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -58,7 +58,7 @@ class Protocol:
     probe_test: int = 2000          # probe metric: test images scored (0: the whole test split)
     seeds: int = 3                  # default number of seeds per variant
     data_seed: int = 0              # seed of data sets built at random (stacked-mnist)
-    precision: str = "fp32"         # "fp32", or "bf16": autocast of G's and D's training forward passes (evaluation stays fp32); "auto": bf16 where the device has it natively
+    precision: str = "cuda-bf16"    # "cuda-bf16": bf16 on a CUDA GPU that has it natively, fp32 elsewhere (every CPU); "fp32"; "bf16": autocast of G's and D's training forward passes (evaluation stays fp32); "auto": bf16 wherever the device has it natively, CPUs included
     device: str = "auto"            # "auto" (cuda if available), "cpu" or "cuda"
     threads: int = 0                # torch CPU threads (0: torch's default)
     channels_last: bool = True      # channels-last memory format for G, D and batches (faster convolutions)

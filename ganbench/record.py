@@ -87,11 +87,11 @@ class RunSpec:
         proto = self.protocol.to_dict()
         for key in ("source", "description", "device", "threads", "seeds", "compile"):   # how, not what
             proto.pop(key)
-        if proto["precision"] == "auto":   # what it will train at here: fp32 and bf16 runs are different results
+        if proto["precision"] not in ("fp32", "bf16"):   # what it trains at here: fp32 and bf16 runs are different results
             from ganbench.device import resolve_device, resolve_precision
 
             try:
-                proto["precision"] = resolve_precision("auto", resolve_device(self.protocol.device))[0]
+                proto["precision"] = resolve_precision(proto["precision"], resolve_device(self.protocol.device))[0]
             except GanbenchError:
                 pass    # no such device: the run is refused before it starts
         return {"protocol": proto, "variant": self.variant, "seed": self.seed}

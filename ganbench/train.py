@@ -137,7 +137,8 @@ class Trainer:
         # an unknown metric is a user's mistake: say so before training
         self.metric_specs = [catalog().metrics.get(name) for name in p.metrics]
         self.device = resolve_device(p.device)
-        # "auto": bf16 where the device has it in hardware, else fp32; bf16 asked for without it: a warning
+        # "cuda-bf16" (default): bf16 on a GPU that has it in hardware; "auto": on a CPU that has it too; else
+        # fp32; bf16 asked for without it: a warning
         self.precision, precision_warning = resolve_precision(p.precision, self.device)
         if precision_warning:
             warnings.warn(precision_warning, PrecisionWarning, stacklevel=2)

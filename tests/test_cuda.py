@@ -133,10 +133,12 @@ def test_seeds_trained_together_keep_their_records_on_cuda(tmp_path):
 
 def test_auto_precision_is_bf16_where_the_gpu_has_it():
     from ganbench.device import native_bf16, resolve_precision
+    from ganbench.protocol import Protocol
 
     hardware = torch.cuda.get_device_capability() >= (8, 0)
     assert native_bf16("cuda") is hardware
     assert resolve_precision("auto", "cuda") == ("bf16" if hardware else "fp32", None)
+    assert resolve_precision(Protocol().precision, "cuda") == ("bf16" if hardware else "fp32", None)   # the default
     assert resolve_precision("bf16", "cuda")[1] is None if hardware else "emulates" in resolve_precision("bf16", "cuda")[1]
 
 

@@ -97,7 +97,7 @@ def test_bf16_on_a_gpu_without_it_warns_without_cpu_figures(monkeypatch):
 
 
 def test_an_unknown_precision_is_a_users_mistake():
-    with pytest.raises(GanbenchError, match="fp16.*fp32, bf16, auto"):
+    with pytest.raises(GanbenchError, match="fp16.*cuda-bf16, fp32, bf16, auto"):
         dev.resolve_precision("fp16", "cpu")
 
 
@@ -105,6 +105,48 @@ def test_the_protocol_accepts_auto():
     assert Protocol(precision="auto").precision == "auto"
     with pytest.raises(ProtocolError, match="precision"):
         Protocol(precision="fp16")
+
+
+@pytest.fixture
+def gpu_like(monkeypatch):
+    """Make torch see a CUDA device with or without native bf16."""
+    def set_gpu(native: bool):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native or including_emulation)
+    return set_gpu
+
+
+def test_the_default_is_bf16_on_a_gpu_that_has_it(gpu_like):
+    assert Protocol().precision == "cuda-bf16"
+    gpu_like(True)
+    assert dev.resolve_precision(Protocol().precision, "cuda") == ("bf16", None)
+    assert dev.resolve_precision("cuda-bf16", "cuda:1") == ("bf16", None)
+    gpu_like(False)   # a GPU that would emulate it: fp32, without a warning (nobody asked for bf16)
+    assert dev.resolve_precision("cuda-bf16", "cuda") == ("fp32", None)
+
+
+@pytest.mark.parametrize("capability,flags", [("AVX2", AVX2_FLAGS), ("AVX512", AVX2_FLAGS | {"avx512_bf16"}),
+                                              ("AMX", AVX2_FLAGS | {"amx_bf16"})])
+def test_the_default_is_fp32_on_every_cpu(cpu_like, capability, flags):
+    """A CPU study gets one precision whichever CPU it lands on; "auto" differs exactly on native-bf16 CPUs."""
+    cpu_like(capability, flags)
+    assert dev.resolve_precision(Protocol().precision, "cpu") == ("fp32", None)
+    assert dev.resolve_precision("auto", "cpu")[0] == ("bf16" if dev.native_bf16("cpu") else "fp32")
+
+
+def test_a_runs_identity_holds_the_precision_it_trains_at(cpu_like, gpu_like):
+    """On a CPU the default is the same run as fp32 (records made before it was the default resume); on a GPU
+    with bf16 it is the bf16 run; auto on a native-bf16 CPU is the bf16 run too."""
+    from ganbench.record import RunSpec
+
+    def run_id(precision, device="cpu"):
+        return RunSpec(Protocol(name="p", precision=precision, device=device), "dcgan", 0).run_id
+
+    cpu_like("AVX512", AVX2_FLAGS | {"avx512_bf16"})
+    assert run_id("cuda-bf16") == run_id("fp32") != run_id("bf16") == run_id("auto")
+    gpu_like(True)
+    assert run_id("cuda-bf16", "cuda") == run_id("bf16", "cuda") != run_id("fp32", "cuda")
+    assert run_id("fp32", "cuda") == run_id("fp32")   # the device is how, not what
 
 
 # ---- devices --------------------------------------------------------------------------------------------

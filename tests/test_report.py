@@ -22,7 +22,7 @@ from ganbench.files import write_json, write_jsonl
 
 
 def write_run(root, variant, seed, final, *, protocol="unit", rule="R1", expects=None, status="complete",
-              device="cpu", steps=(10, 20)):
+              device="cpu", steps=(10, 20), precision=None):
     """A run record as the trainer writes it: spec.json, summary.json, metrics.jsonl (the final values
     reached linearly from 1.5x at the first evaluation)."""
     d = root / protocol / variant / f"seed-{seed}"
@@ -41,7 +41,8 @@ def write_run(root, variant, seed, final, *, protocol="unit", rule="R1", expects
         "variant": {"name": variant, "rule": rule, "description": f"{variant} (test)", "claim": "",
                     "expects": expects or {}, "optim": {}},
         "arch": {}, "dataset": {"name": "digits", "family": "digits"},
-        "environment": {"device": device, "torch": "x", "git_commit": "abc"},
+        "environment": {"device": device, "torch": "x", "git_commit": "abc",
+                        **({"precision": precision} if precision else {})},
     })
     write_jsonl(d / "metrics.jsonl", rows)
     write_json(d / "summary.json", {"schema": 1, "status": status, "step": steps[-1], "steps": steps[-1],
@@ -249,6 +250,22 @@ def test_mixed_devices_give_throughput_from_one_device_and_a_warning(tmp_path):
     tp = r.throughput.set_index("variant")
     assert set(tp["device"]) == {"cpu"} and tp.loc["no-bn", "train_ips"] == 200.0
     assert any("different devices" in w and "cuda:0 (1 runs)" in w for w in r.warnings)
+
+
+def test_runs_trained_at_two_precisions_in_one_protocol_are_named(tmp_path):
+    """The default precision is bf16 on a GPU and fp32 on a CPU: a study moved between them mixes, and the
+    report says which arms trained at which; a protocol at one precision (or records without it) says nothing."""
+    for seed in range(3):
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0, "precision": 0.5}, rule="-", precision="fp32")
+        write_run(tmp_path, "no-bn", seed, {"fid": 100.0, "precision": 0.5}, rule="R2", precision="bf16", device="cuda:0")
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0}, rule="-", precision="fp32", protocol="one")
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0}, rule="-", protocol="old")
+    loaded = rep.load_results(tmp_path)
+    assert set(loaded.runs["train_dtype"]) == {"fp32", "bf16", ""}
+    assert set(loaded.runs.loc[loaded.runs["protocol"] == "unit", "precision"]) == {0.5}   # quality's score keeps its name
+    mixed = [w for w in loaded.warnings if "different precisions" in w]
+    assert len(mixed) == 1 and "'unit'" in mixed[0]
+    assert "bf16: 3 runs (no-bn)" in mixed[0] and "fp32: 3 runs (dcgan)" in mixed[0]
 
 
 def test_user_mistakes_exit_2_with_one_line(report_known, tmp_path):

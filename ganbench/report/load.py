@@ -28,7 +28,7 @@ from ganbench.variants import Rule
 COLLAPSE_MODES = 1           # covering at most this many modes counts as collapse
 
 # Columns of the runs table that describe a run rather than measure it.
-META = ("protocol", "variant", "rule", "seed", "status", "device", "dataset", "description", "claim", "expects",
+META = ("protocol", "variant", "rule", "seed", "status", "device", "train_dtype", "dataset", "description", "claim", "expects",
         "primary", "steps", "step", "train_seconds", "run_dir", "git_commit", "channels", "resolution", "trained_as")
 # Numbers in a metrics row that are bookkeeping, not results.
 NOT_METRICS = {"step", "images_seen", "interval_ips", "classifier_accuracy"}
@@ -126,6 +126,7 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
         runs = pd.DataFrame(columns=list(META))
     else:
         runs = runs.sort_values(["protocol", "variant", "seed"], kind="stable").reset_index(drop=True)
+        warnings += mixed_precisions(runs)
     series_df = pd.DataFrame(series, columns=["protocol", "variant", "seed", "step", "images_seen", "metric", "value"])
     return Loaded(runs, series_df, warnings, directions, metrics, list(claims.values()), rules)
 
@@ -156,6 +157,20 @@ def recorded_claims(spec: Mapping[str, Any], claims: dict[str, Claim], rules: di
     return notes
 
 
+def mixed_precisions(runs: pd.DataFrame) -> list[str]:
+    """One line per protocol whose runs trained at more than one precision (the default is bf16 on a GPU and
+    fp32 on a CPU, so a study moved between them mixes): its comparisons confound precision with the arm."""
+    out = []
+    for name, group in runs.groupby("protocol", sort=True):
+        counts = group["train_dtype"].fillna("").astype(str).value_counts()
+        if len(counts) > 1:
+            which = ", ".join(f"{p or 'unrecorded'}: {n} runs ({', '.join(sorted(set(group.loc[group['train_dtype'] == p, 'variant'])))})"
+                              for p, n in counts.sort_index().items())
+            out.append(f"protocol {name!r}: its runs trained at different precisions ({which}); comparisons between "
+                       "them confound precision with the arm: train them all at one (--set precision=fp32 or bf16)")
+    return out
+
+
 def run_row(data: RecordData) -> dict[str, Any]:
     """A run's row of the runs table: what it is (META), then its final values."""
     spec, summary = data.spec, data.summary
@@ -170,6 +185,8 @@ def run_row(data: RecordData) -> dict[str, Any]:
             "seed": int(spec["seed"]),
             "status": data.status,
             "device": device_label(env),
+            "train_dtype": env.get("precision") or proto.get("precision", ""),   # as trained (the default resolved);
+            # not "precision": that is quality's score
             "dataset": (spec.get("dataset") or {}).get("name", proto.get("dataset", "")),
             "description": variant.get("description", ""),
             "claim": variant.get("claim", ""),
