@@ -179,6 +179,7 @@ class Check:
 
     def env(self, rows) -> dict:
         from ganbench.device import cpu_capability, native_bf16, resolve_precision
+        from ganbench.protocol import Protocol
 
         try:
             smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
@@ -191,7 +192,8 @@ class Check:
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
             "cpu_capability": cpu_capability(), "cpu_count": os.cpu_count(), "git": git or "unknown",
             "device": str(self.device), "native_bf16": native_bf16(self.device),
-            "auto_precision": resolve_precision("auto", self.device)[0], "dataset": self.dataset,
+            "auto_precision": resolve_precision("auto", self.device)[0],
+            "default_precision": resolve_precision(Protocol().precision, self.device)[0], "dataset": self.dataset,
             "data_root": str(self._data_root()), "peak_bf16_dense_flops": PEAK_BF16_DENSE,
             "tf32": {"cudnn": torch.backends.cudnn.allow_tf32, "matmul": torch.backends.cuda.matmul.allow_tf32},
         }
