@@ -25,6 +25,8 @@ statistics of its own slice. The results equal the runs trained alone within flo
 - **Fallback.** A variant whose networks vmap cannot run, or a protocol the batched step does not follow
   (``compile = true``), trains the group's runs one after another through the trainer, with one warning
   naming the variant and the reason (``batched.stack_problem``).
+- **Data.** The group holds one copy of the training images per device (each trainer's setup makes its own,
+  which is dropped at once for the first one's), not K.
 - **Locks.** Every run's lock is held from before its trainer starts until the group ends; a run another
   process holds is left to it ("locked"), a run already done is skipped, as ``run_one`` does.
 - **Failures.** A user's mistake raises; a crash while training is recorded as the failure of each run of the
@@ -90,8 +92,11 @@ def _train(trainers: list[Trainer]) -> dict[RunSpec, RunResult]:
     results: dict[RunSpec, RunResult] = {}
     t0 = time.perf_counter()
     try:
+        on_device: dict = {}   # one copy of the training images per device for the whole group, not one per seed
         for trainer in trainers:
             trainer.start()
+            key = (id(trainer.train_set.images), str(trainer.device))
+            trainer.data = on_device.setdefault(key, trainer.data)   # the trainer's own copy is freed here
         active = list(trainers)
         while True:
             for trainer in [t for t in active if t.next_eval() is None]:
