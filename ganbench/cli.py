@@ -110,6 +110,12 @@ def alpha_option():
                         type=click.FloatRange(0, 1, min_open=True, max_open=True), help="two-sided significance level")
 
 
+def at_step_option():
+    return click.option("--at-step", type=click.IntRange(min=1), default=None, metavar="STEP",
+                        help="judge every run as it stood after its evaluation at STEP (runs still training included "
+                             "once they have evaluated there; runs without an evaluation at STEP are skipped, named)")
+
+
 def protocol_options(fn):
     """--protocol and --set."""
     fn = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -359,8 +365,9 @@ def interpolate_cmd(run_dir, pairs, steps, slerp, seed, out, device):
 @alpha_option()
 @click.option("--correction", default="holm", show_default=True, type=click.Choice(["holm", "bh", "none"]),
               help="multiplicity correction across the report's primary claims")
+@at_step_option()
 @_friendly
-def report_cmd(results, protocols, baseline, fmt, out, alpha, correction):
+def report_cmd(results, protocols, baseline, fmt, out, alpha, correction, at_step):
     """Aggregate the runs over seeds, compare each variant with the baseline, and say rule by rule whether
     the evidence supports the paper."""
     from ganbench import report as rep
@@ -369,7 +376,7 @@ def report_cmd(results, protocols, baseline, fmt, out, alpha, correction):
         fmt = rep.format_for(out) if fmt is None else fmt
         if fmt == "table":
             raise GanbenchError(f"--out {out}: --format table is for the terminal; use md, csv, html or json")
-    r = rep.build_report(results, baseline, protocols or None, alpha, correction)
+    r = rep.build_report(results, baseline, protocols or None, alpha, correction, at_step=at_step)
     for warning in r.warnings:
         click.echo(f"warning: {warning}", err=True)
     if out:
@@ -390,18 +397,20 @@ def report_cmd(results, protocols, baseline, fmt, out, alpha, correction):
 @click.option("--ratio", default=1.2, show_default=True, type=click.FloatRange(1, min_open=True),
               help="the change in FID a study should detect")
 @alpha_option()
+@at_step_option()
 @format_option("table", "json")
 @_friendly
-def plan_cmd(results, protocols, baseline, ratio, alpha, fmt):
+def plan_cmd(results, protocols, baseline, ratio, alpha, at_step, fmt):
     """Size a study from a pilot: per primary claim, the effect with its 95% interval, the smallest effect the
     seeds used could detect (80% power), and the seeds per arm needed for a RATIO change in FID."""
     from ganbench.report.plan import plan
 
-    rows = plan(results, protocols or None, baseline, ratio, alpha)
+    rows = plan(results, protocols or None, baseline, ratio, alpha, at_step)
     if fmt == "json":
         click.echo(rows.to_json(orient="records", indent=2))
         return
-    _print_table(f"{results}: seeds per arm for a {ratio:g}x FID change at 80% power, alpha {alpha:g} (two-sided)",
+    _print_table(f"{results}{f' at step {at_step:,}' if at_step else ''}: seeds per arm for a {ratio:g}x FID change at "
+                 f"80% power, alpha {alpha:g} (two-sided)",
                  rows.to_dict(orient="records"),
                  (["protocol"] if rows["protocol"].nunique() > 1 else []) + ["claim", "variant", "endpoint", "effect",
                                                                            "n", "mde", "seeds_one_test",

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import subprocess
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -172,6 +173,32 @@ def _read_or_unusable(path: Path, what: str) -> Any:
         raise Unusable(f"{path.name} cannot be read ({exc})") from None
 
 
+def at(data: RecordData, step: int) -> RecordData:
+    """The run as it stood after its evaluation at ``step``: its series up to there, that evaluation's row as
+    its final values, "complete" (or "diverged" where it had diverged by then). A run that never evaluated at
+    ``step`` is ``Unusable``. FID is taken at the sample size of the run's other evaluations: a final row
+    (scored on ``n_final`` images) gives its ``fid_n_eval``, the FID of its first ``n_eval`` images, so that runs
+    whose last step is ``step`` and runs that went on compare alike (KID, precision and recall stay at the
+    row's own sample size)."""
+    status = data.summary.get("status")
+    if status == "failed":
+        raise Unusable(f"the run failed: {data.summary.get('error', 'no error recorded')}")
+    if status not in (*DONE, "running"):
+        raise Unusable(f"unknown status {status!r} in {SUMMARY}")
+    rows = [r for r in data.series if isinstance(r.get("step"), int) and r["step"] <= step]
+    if status == "diverged" and data.series and data.series[-1].get("step", math.inf) <= step:
+        return replace(data, series=rows)   # it had diverged by then: a divergence at or before the step
+    if not rows or rows[-1]["step"] != step:
+        steps = [r.get("step") for r in data.series]
+        where = f"its evaluations: {steps[0]}..{steps[-1]}" if steps else "it has not evaluated yet"
+        raise Unusable(f"no evaluation at step {step} ({where}; --at-step compares runs at one of their evaluations)")
+    final = dict(rows[-1])
+    if "fid_n_eval" in final:
+        final["fid"] = final["fid_n_eval"]
+    summary = {**data.summary, "status": "complete", "step": step, "steps": step, "final": final}
+    return replace(data, summary=summary, series=rows)
+
+
 class RunRecord:
     """One run's folder."""
 
@@ -303,14 +330,18 @@ class RunRecord:
 
     # -- reading (the report) ------------------------------------------------------------------------
 
-    def read(self) -> RecordData:
-        """The finished run, or ``Unusable`` saying why it cannot be used."""
+    def read(self, at_step: int | None = None) -> RecordData:
+        """The finished run, or ``Unusable`` saying why it cannot be used. With ``at_step``: the run as it stood
+        after that step's evaluation (``at``), a run still training included once it has evaluated there."""
         if not any(p.name != LOCK for p in self.dir.iterdir()):
             raise Unusable("empty run folder (a run interrupted before it started?)")
         spec = _read_or_unusable(self.dir / SPEC, "a run interrupted before it started?")
         summary = _read_or_unusable(self.dir / SUMMARY, "a run interrupted before it started?")
         if not isinstance(spec, dict) or not isinstance(summary, dict):
             raise Unusable(f"{SPEC} or {SUMMARY} does not hold a JSON object")
+        if at_step is not None:
+            series, notes = self._read_series()
+            return at(RecordData(self.dir, spec, summary, series, self._directions(spec), notes), at_step)
         status = summary.get("status")
         if status == "running":
             rows, _ = self._read_series()

@@ -268,6 +268,43 @@ def test_runs_trained_at_two_precisions_in_one_protocol_are_named(tmp_path):
     assert "bf16: 3 runs (no-bn)" in mixed[0] and "fp32: 3 runs (dcgan)" in mixed[0]
 
 
+def test_runs_are_judged_as_they_stood_at_one_of_their_evaluations(tmp_path):
+    """--at-step S: each run's row at S is its final (a run still training counts once it has evaluated at S,
+    a run that diverged after S was fine at S); a final row scored on more images gives its FID at the other
+    evaluations' sample size; a run without an evaluation at S is skipped, named."""
+    steps = (10, 20, 30)
+    for seed in range(3):
+        d = write_run(tmp_path, "dcgan", seed, {"fid": 100.0 + seed}, rule="-", steps=steps)
+        rows = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines()]
+        for row in rows:   # as the trainer writes it: the final on more images, fid_n_eval on as many as before
+            row["fid_n_eval"] = row["fid"] if row is not rows[-1] else 110.0 + seed
+        write_jsonl(d / "metrics.jsonl", rows)
+    write_run(tmp_path, "adam-lr-1e-3", 0, {"fid": 200.0}, rule="R6", steps=steps, status="diverged")
+    write_run(tmp_path, "adam-lr-1e-3", 1, {"fid": 200.0}, rule="R6", steps=(10, 20), status="running")
+    write_run(tmp_path, "adam-lr-1e-3", 2, {"fid": 200.0}, rule="R6", steps=(10, 25))
+    at_20 = rep.load_results(tmp_path, at_step=20)
+    runs = at_20.runs.set_index(["variant", "seed"])
+    assert sorted(runs.index) == [("adam-lr-1e-3", 0), ("adam-lr-1e-3", 1), ("dcgan", 0), ("dcgan", 1), ("dcgan", 2)]
+    assert runs.loc[("dcgan", 1), "fid"] == pytest.approx(101.0 * 1.25)   # the row at 20 of 1.5x -> 1x
+    assert list(runs.loc[("adam-lr-1e-3", 0), ["status", "diverged", "step"]]) == ["complete", 0.0, 20]
+    assert runs.loc[("adam-lr-1e-3", 1), "fid"] == pytest.approx(200.0)           # still training, evaluated at 20
+    assert set(at_20.series["step"]) == {10, 20}
+    assert any("adam-lr-1e-3/seed-2" in w and "no evaluation at step 20" in w for w in at_20.warnings)
+    at_30 = rep.load_results(tmp_path, at_step=30).runs.set_index(["variant", "seed"])
+    assert at_30.loc[("dcgan", 2), "fid"] == pytest.approx(112.0)           # fid_n_eval, not the final's fid
+    assert at_30.loc[("adam-lr-1e-3", 0), "status"] == "diverged" and ("adam-lr-1e-3", 1) not in at_30.index
+    r = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--at-step", "15", "--format", "md"])
+    assert r.exit_code == 2 and "no run under" in r.output and "evaluation at step 15" in r.output
+    r = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--at-step", "20", "--format", "md"])
+    assert r.exit_code == 0 and "as it stood after its evaluation at step 20" in r.output
+    r = CliRunner().invoke(main, ["plan", str(tmp_path), "--at-step", "20", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    (row,) = [x for x in json.loads(r.output) if x["claim"] == "R6.lr"]
+    from ganbench import statistics as st
+    expected_sd = st.pooled_sd(np.log([250.0, 200.0]), np.log([125.0, 126.25, 127.5]))   # the FIDs at step 20
+    assert row["n"] == "2 vs 3" and row["log_fid_sd"] == pytest.approx(expected_sd)
+
+
 def test_user_mistakes_exit_2_with_one_line(report_known, tmp_path):
     def run(*args):
         return CliRunner().invoke(main, ["report", *args])

@@ -55,6 +55,7 @@ class Report:
     throughput: pd.DataFrame
     representation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REPRESENTATION_COLUMNS))
     warnings: list[str] = field(default_factory=list)
+    at_step: int | None = None       # the runs as they stood after this step's evaluation (None: their ends)
 
     @property
     def protocols(self) -> list[str]:
@@ -67,12 +68,13 @@ class Report:
 
 def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
                  protocol: str | Iterable[str] | None = None, alpha: float = ALPHA, correction: str = "holm",
-                 margin: float = EQUIVALENCE_RATIO) -> Report:
-    """Everything a report shows, from the records under ``results_dir`` (of the given protocols, if any)."""
+                 margin: float = EQUIVALENCE_RATIO, at_step: int | None = None) -> Report:
+    """Everything a report shows, from the records under ``results_dir`` (of the given protocols, if any);
+    with ``at_step``, from the runs as they stood after their evaluation at that step."""
     if correction not in CORRECTIONS:
         raise ReportError(f"--correction {correction}: unknown; use one of {', '.join(CORRECTIONS)}")
     settings = Settings(alpha, correction, margin)
-    loaded = load_results(results_dir, protocol)
+    loaded = load_results(results_dir, protocol, at_step)
     runs, series, warnings = loaded.runs, loaded.series, loaded.warnings
     root = Path(results_dir)
     found = sorted({p.parent.parent.name for p in run_dirs(root)}) if root.is_dir() else []
@@ -84,6 +86,8 @@ def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
             raise ReportError(f"no runs of protocol {name!r} under {root}; {hint}")
     if runs.empty:
         detail = f" ({len(warnings)} unusable: {'; '.join(warnings)})" if warnings else ""
+        if at_step is not None:
+            raise ReportError(f"no run under {root} has an evaluation at step {at_step}{detail}")
         raise ReportError(f"no finished runs under {root}{detail}; train some with `ganbench run --results {root}`")
     if baseline not in set(runs["variant"]):
         found = sorted(set(runs["variant"]))
@@ -106,4 +110,5 @@ def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
         comparisons=compare(runs, baseline, directions, columns, LOG_SCALE), claims=claims,
         claim_verdicts=per_claim, rules=rule_verdicts(per_claim, loaded.rules, study), variants=variant_table(runs, claims, baseline),
         throughput=tp, representation=representation(runs, baseline, settings), warnings=warnings + tp_warnings,
+        at_step=at_step,
     )

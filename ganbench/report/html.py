@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ganbench.report.stats import finite_values
-from ganbench.report.tables import DisplayTable, display_tables
+from ganbench.report.tables import DisplayTable, as_of, display_tables
 from ganbench.report.verdicts import VERDICTS, definitions
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def to_html(report: Report) -> str:
     parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
              f"<title>ganbench report: {esc(', '.join(report.protocols))}</title><style>{_CSS}</style></head><body>",
              f"<h1>ganbench report: {esc(', '.join(report.protocols))}</h1>",
-             f"<p>{len(report.runs)} runs from <code>{esc(report.results)}</code>; baseline <code>{esc(report.baseline)}</code>; "
+             f"<p>{len(report.runs)} runs from <code>{esc(report.results)}</code>; baseline <code>{esc(report.baseline)}</code>{esc(as_of(report))}; "
              f"alpha {report.alpha:g}.</p>"]
     if report.warnings:
         parts.append("<h2>Warnings</h2><ul class='warn'>" + "".join(f"<li>{esc(w)}</li>" for w in report.warnings) + "</ul>")

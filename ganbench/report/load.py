@@ -69,8 +69,10 @@ def _protocol_set(protocol: str | Iterable[str] | None) -> set[str] | None:
     return {protocol} if isinstance(protocol, str) else set(protocol) or None
 
 
-def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None = None) -> Loaded:
-    """Every usable run record under ``results_dir`` (of the given protocol or protocols, if any)."""
+def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None = None,
+                 at_step: int | None = None) -> Loaded:
+    """Every usable run record under ``results_dir`` (of the given protocol or protocols, if any); with
+    ``at_step``, each run as it stood after its evaluation at that step (``ganbench.record.at``)."""
     root = Path(results_dir)
     if not root.is_dir():
         raise ReportError(f"{root}: no such results folder; train first (ganbench run --results {root}) "
@@ -88,7 +90,7 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
         if wanted is not None and run_dir.parent.parent.name not in wanted:
             continue
         try:
-            data = RunRecord(run_dir).read()
+            data = RunRecord(run_dir).read(at_step)
             row = run_row(data)
         except Unusable as exc:
             warnings.append(f"skipped {run_dir}: {exc}")

@@ -23,9 +23,10 @@ PLAN_COLUMNS = ["protocol", "claim", "variant", "vs", "endpoint", "effect", "n",
 
 
 def plan(results_dir: str | Path, protocol: str | Iterable[str] | None = None, baseline: str = "dcgan",
-         ratio: float = st.DEFAULT_RATIO, alpha: float = st.ALPHA) -> pd.DataFrame:
-    """One row per tested primary comparison (see the module docstring)."""
-    report = build_report(results_dir, baseline, protocol, alpha)
+         ratio: float = st.DEFAULT_RATIO, alpha: float = st.ALPHA, at_step: int | None = None) -> pd.DataFrame:
+    """One row per tested primary comparison (see the module docstring); with ``at_step``, from the runs as
+    they stood after their evaluation at that step (a pilot trained past the budget it chose)."""
+    report = build_report(results_dir, baseline, protocol, alpha, at_step=at_step)
     runs = report.runs
     tested = report.claims[report.claims["verdict"] != "untested"]
     corrected_alpha = alpha / max(1, len(tested))

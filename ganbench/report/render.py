@@ -13,7 +13,7 @@ import pandas as pd
 from ganbench.errors import one_line
 from ganbench.files import atomic_write_text
 from ganbench.report.load import ReportError
-from ganbench.report.tables import DisplayTable, display_tables
+from ganbench.report.tables import DisplayTable, as_of, display_tables
 from ganbench.report.verdicts import definitions
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ def _md_table(t: DisplayTable) -> str:
 
 def to_markdown(report: Report) -> str:
     parts = [f"# ganbench report: {', '.join(report.protocols)}", "",
-             f"{len(report.runs)} runs from `{report.results}`, baseline `{report.baseline}`.", ""]
+             f"{len(report.runs)} runs from `{report.results}`, baseline `{report.baseline}`{as_of(report)}.", ""]
     parts += [_md_table(t) for t in display_tables(report)]
     parts += ["### Definitions", ""] + [f"- **{k}**: {v}" for k, v in definitions(report.settings).items()]
     if report.warnings:
@@ -113,3 +113,4 @@ def write_report(report: Report, fmt: str, out: str | Path) -> Path:
         raise ReportError(f"--out {out}: cannot write there ({exc.strerror or one_line(exc)}: "
                           f"{exc.filename or out})") from None
     return out
+

@@ -133,3 +133,9 @@ def display_tables(report: Report, compact: bool = False) -> list[DisplayTable]:
     tables.append(DisplayTable(f"Throughput and size (device: {devices}; images/s, MiB, FLOPs per image)",
                                p_col + ["variant", "device", *COST_METRICS], rows))
     return tables
+
+def as_of(report) -> str:
+    """", as they stood at step S" for a report of the runs at one of their evaluations (``--at-step``)."""
+    if report.at_step is None:
+        return ""
+    return f", each run as it stood after its evaluation at step {report.at_step:,} (FID at its evaluations' sample size)"
