@@ -271,6 +271,7 @@ class RunRecord:
             "dataset": {"name": dataset.name, "family": dataset.family,
                         **(cat.provenance("datasets", dataset.name) if dataset.name in cat.datasets else {})},
             "metrics": {m.name: {"outputs": dict(m.outputs), "metadata": list(m.metadata), "when": m.when,
+                                 "ratio_scale": list(m.ratio_scale),
                                  **(cat.provenance("metrics", m.name) if m.name in cat.metrics else {})}
                         for m in metrics},
             "rule": rule(variant.rule),

@@ -509,6 +509,8 @@ def test_plugin_metric_returns_every_declared_output_or_none(monkeypatch):
         MetricSpec("x", "", partial, {"a": True}, metadata=("a",))
     with pytest.raises(SpecError, match="True .* False .* None"):
         MetricSpec("x", "", partial, {"a": "higher"})
+    with pytest.raises(SpecError, match=r"ratio_scale names \['b'\], which are not among its outputs"):
+        MetricSpec("x", "", partial, {"a": False}, ratio_scale=("a", "b"))
 
 
 def test_a_data_set_nothing_can_score_is_refused_saying_what_would_enable_it(monkeypatch):

@@ -438,7 +438,7 @@ def ganbench_extractors():
 @hookimpl
 def ganbench_metrics():
     return [MetricSpec("sharpness", "mean absolute Laplacian of the samples", sharpness, {"sharpness": True},
-                       metadata=("sharpness_n",))]
+                       metadata=("sharpness_n",), ratio_scale=("sharpness",))]
 
 
 @hookimpl
@@ -499,6 +499,7 @@ def test_a_third_party_plugin_runs_and_its_rule_is_reported_with_and_without_it(
                                 "distribution": "myplug", "version": "0.1"}
         assert [c["id"] for c in spec["claims"]] == ["P1.sharper"] and spec["claims"][0]["plugin"] == "myplug"
         assert spec["metrics"]["sharpness"]["outputs"] == {"sharpness": True}
+        assert spec["metrics"]["sharpness"]["ratio_scale"] == ["sharpness"]
         assert spec["dataset"]["family"] == "blob" and spec["variant"]["distribution"] == "myplug"
         summary = json.loads((results / "smoke" / "d-mix" / "seed-0" / "summary.json").read_text())
         assert summary["final"]["quality_extractor"] == "pooled-pixels-v1" and summary["final"]["sharpness"] > 0
@@ -527,6 +528,9 @@ def test_a_third_party_plugin_runs_and_its_rule_is_reported_with_and_without_it(
         assert (claim["variant"], claim["metric"], claim["expected"], claim["better"]) == (
             "d-mix", "sharpness", "better", "higher")
         assert claim["verdict"] in ("supported", "contradicted", "inconclusive", "underpowered")
+        assert claim["scale"] == "log-ratio"      # as the plugin declared it, installed or not
+        scales = {c["metric"]: c["scale"] for c in report["comparisons"] if c["variant"] == "d-mix"}
+        assert scales["sharpness"] == scales["fid"] == "log-ratio" and scales["precision"] == "difference"
         sharp = [a for a in report["aggregates"] if a["metric"] == "sharpness"]
         assert sharp and {a["better"] for a in sharp} == {"higher"}
         # the built-in claims no run here tests are still accounted for

@@ -2,7 +2,9 @@
 
 A ``MetricSpec`` names a metric, says for each value it produces whether higher is better, when it runs
 ("eval": at every evaluation, the end included; "final": only at the end of training) and how to compute it
-from an ``EvalContext``. The built-ins register through ``ganbench_metrics`` like any plugin's:
+from an ``EvalContext``, and which of its values are ratio-scale (``ratio_scale``: positive quantities such as
+FID, which the report compares as ratios on a log scale, "1.2x", rather than as differences). The built-ins
+register through ``ganbench_metrics`` like any plugin's:
 
 - ``quality``: fid, kid_mean, kid_std, precision, recall, fid_n_eval (``ganbench.metrics.quality``), with
   ``quality_extractor``, ``quality_n_real``, ``quality_n_fake`` and ``quality_reference`` recorded beside them.
@@ -72,6 +74,8 @@ class MetricSpec:
     when: str = "eval"                                 # "eval": every evaluation and the end; "final": only the end
     metadata: tuple[str, ...] = ()                     # keys it records beside the scores (how they were made)
     needs_features: bool = False                       # uses the protocol's feature extractor (EvalContext.extractor)
+    ratio_scale: tuple[str, ...] = ()                  # outputs that are positive and compared as ratios (on a log
+                                                       # scale: "1.2x FID"), not as differences; e.g. distances like FID
 
     def __post_init__(self):
         if self.when not in WHEN:
@@ -84,6 +88,10 @@ class MetricSpec:
         if both:
             raise SpecError(f"metric {self.name!r}: {sorted(both)} declared both as outputs and as metadata")
         object.__setattr__(self, "metadata", tuple(self.metadata))
+        object.__setattr__(self, "ratio_scale", tuple(self.ratio_scale))
+        unknown = sorted(set(self.ratio_scale) - set(self.outputs))
+        if unknown:
+            raise SpecError(f"metric {self.name!r}: ratio_scale names {unknown}, which are not among its outputs")
 
 
 @dataclass(frozen=True)
@@ -274,7 +282,7 @@ BUILTIN_METRICS = [
     MetricSpec("quality", "FID, KID and precision/recall by torch-fidelity, with the extractor, N real, N fake "
                "and reference split", compute_quality,
                {"fid": False, "kid_mean": False, "kid_std": None, "precision": True, "recall": True,
-                "fid_n_eval": False}, needs_features=True,
+                "fid_n_eval": False}, needs_features=True, ratio_scale=("fid", "kid_mean", "fid_n_eval"),
                metadata=("quality_extractor", "quality_n_real", "quality_n_fake", "quality_reference")),
     MetricSpec("modes", "classes (or stacked-MNIST digit triples) the domain classifier finds in the samples, "
                "those it is sure of, and KL to the data's class histogram (labelled data only)", compute_modes,
@@ -286,7 +294,8 @@ BUILTIN_METRICS = [
                {"diverged": False, "d_wins": False, "sample_drift": None, "sample_oscillation": False,
                 "loss_oscillation_g": False, "loss_oscillation_d": False, "fid_best": False,
                 "fid_regression": False, "fid_auc": False, "steps_to_target": False, "fid_tail_change": None,
-                "converged": None, "failed_to_learn": False, "diversity": None, "mode_collapse": False}, needs_features=True),
+                "converged": None, "failed_to_learn": False, "diversity": None, "mode_collapse": False}, needs_features=True,
+               ratio_scale=("fid_best", "fid_auc")),
     MetricSpec("cost", "training and sampling images per second, peak memory, parameters and FLOPs per image",
                compute_cost,
                {"train_ips": True, "sample_ips": True, "peak_mem_mb": False, "g_params": None, "d_params": None,

@@ -101,13 +101,13 @@ def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
     directions = loaded.directions
     columns = metric_columns(runs, directions, loaded.metrics)
     study = study_claims(runs, loaded.claims)     # the records' claims, the package's for the rest
-    claims = judge_claims(runs, directions, columns, settings, study)
+    claims = judge_claims(runs, directions, columns, settings, study, loaded.log_scale)
     per_claim = claim_verdicts(claims)
     tp, tp_warnings = throughput(runs)
     return Report(
         results=str(results_dir), baseline=baseline, settings=settings, runs=runs, series=series,
         aggregates=aggregate(runs, directions, columns),
-        comparisons=compare(runs, baseline, directions, columns, LOG_SCALE), claims=claims,
+        comparisons=compare(runs, baseline, directions, columns, loaded.log_scale), claims=claims,
         claim_verdicts=per_claim, rules=rule_verdicts(per_claim, loaded.rules, study), variants=variant_table(runs, claims, baseline),
         throughput=tp, representation=representation(runs, baseline, settings), warnings=warnings + tp_warnings,
         at_step=at_step,

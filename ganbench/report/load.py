@@ -30,6 +30,8 @@ COLLAPSE_MODES = 1           # covering at most this many modes counts as collap
 # Columns of the runs table that describe a run rather than measure it.
 META = ("protocol", "variant", "rule", "seed", "status", "device", "train_dtype", "dataset", "description", "claim", "expects",
         "primary", "steps", "step", "train_seconds", "run_dir", "git_commit", "channels", "resolution", "trained_as")
+# Ratio-scale values before metrics declared theirs (``MetricSpec.ratio_scale``): for older records only.
+LEGACY_LOG_SCALE = ("fid", "fid_best", "fid_auc", "kid_mean")
 # Numbers in a metrics row that are bookkeeping, not results.
 NOT_METRICS = {"step", "images_seen", "interval_ips", "classifier_accuracy"}
 # Outcomes the report derives from a run's status and metrics: 0/1 per run, lower is better.
@@ -49,6 +51,7 @@ class Loaded:
     warnings: list[str]                     # one line per record skipped or incomplete, naming its folder
     directions: dict[str, bool | None]      # value -> higher is better (None: neither), in declaration order
     metrics: list[str]                      # the metrics (plugins) that produced the values, in declaration order
+    log_scale: frozenset[str] = frozenset()  # ratio-scale values, compared as log ratios (as the metrics declared)
     claims: list[Claim] = field(default_factory=list)   # the claims the records carry, one per id, first seen first
     rules: dict[str, Rule] = field(default_factory=dict)   # the rules the records carry (text, claim), by id
 
@@ -61,6 +64,25 @@ def installed_declarations() -> tuple[dict[str, bool | None], list[str]]:
     for spec in catalog().metrics:
         directions.update(spec.outputs)
     return directions, [m.name for m in catalog().metrics]
+
+
+def declared_log_scale(spec: Mapping[str, Any]) -> set[str]:
+    """The values a record's metrics declared ratio-scale; for a metric recorded before metrics declared it,
+    the installed plugin's declaration, else the built-in list the report used then (``LEGACY_LOG_SCALE``)."""
+    from ganbench.plugins import catalog
+
+    out: set[str] = set()
+    metrics = spec.get("metrics")
+    if not isinstance(metrics, dict):
+        return set(LEGACY_LOG_SCALE)
+    for name, declared in metrics.items():
+        if isinstance(declared, dict) and isinstance(declared.get("ratio_scale"), list):
+            out.update(str(v) for v in declared["ratio_scale"])
+        elif name in catalog().metrics:
+            out.update(catalog().metrics.get(name).ratio_scale)
+        else:
+            out.update(LEGACY_LOG_SCALE)
+    return out
 
 
 def _protocol_set(protocol: str | Iterable[str] | None) -> set[str] | None:
@@ -85,6 +107,7 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
     claims: dict[str, Claim] = {}
     rules: dict[str, Rule] = {}
     undeclared = False
+    log_scale: set[str] = set()
     wanted = _protocol_set(protocol)
     for run_dir in run_dirs(root):
         if wanted is not None and run_dir.parent.parent.name not in wanted:
@@ -100,8 +123,10 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
             continue
         mine = run_series(data, row)
         fids = [r["value"] for r in mine if r["metric"] == "fid"]
+        log_scale |= declared_log_scale(data.spec)
         if "fid_best" not in row and any(math.isfinite(f) for f in fids):   # stability not run: from the curve
             row["fid_best"] = min(f for f in fids if math.isfinite(f))
+            log_scale.add("fid_best")
         if "converged" not in row:    # a record from before the stability metric recorded it: the same rule
             row["converged"] = plateau(fid_curve(data.series))[1]
         note = trained_as_now(data.spec)
@@ -130,7 +155,7 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
         runs = runs.sort_values(["protocol", "variant", "seed"], kind="stable").reset_index(drop=True)
         warnings += mixed_precisions(runs)
     series_df = pd.DataFrame(series, columns=["protocol", "variant", "seed", "step", "images_seen", "metric", "value"])
-    return Loaded(runs, series_df, warnings, directions, metrics, list(claims.values()), rules)
+    return Loaded(runs, series_df, warnings, directions, metrics, frozenset(log_scale), list(claims.values()), rules)
 
 
 def recorded_claims(spec: Mapping[str, Any], claims: dict[str, Claim], rules: dict[str, Rule]) -> list[str]:

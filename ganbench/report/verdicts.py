@@ -35,6 +35,7 @@ import pandas as pd
 
 from ganbench import statistics as st
 from ganbench.claims import CLAIMS, Claim
+from ganbench.metrics import BUILTIN_METRICS
 from ganbench.report.stats import BINARY, _better_word, finite_values
 from ganbench.variants import RULES, Rule
 
@@ -43,7 +44,9 @@ CORRECTIONS = st.MULTIPLICITY
 EQUIVALENCE_RATIO = st.EQUIVALENCE_RATIO
 VERDICTS = st.VERDICTS
 REPRESENTATION = "probe_gain"   # trained minus untrained D's probe accuracy (ganbench.metrics.probe)
-LOG_SCALE = ("fid", "fid_best", "fid_auc", "kid_mean")   # positive ratio-scale metrics: compared as log ratios
+# The built-in metrics' ratio-scale values (``MetricSpec.ratio_scale``), compared as log ratios: the default
+# for callers that do not pass what their records declared (``load.Loaded.log_scale``)
+LOG_SCALE = tuple(v for m in BUILTIN_METRICS for v in m.ratio_scale)
 CONFOUND_RATIO = 1.25          # arms differing by more than this in a cost quantity: the comparison is confounded
 CONFOUND_QUANTITIES = ("g_params", "d_params", "g_flops", "d_flops", "g_lr", "d_lr")
 
@@ -113,14 +116,15 @@ def confounds(variant: pd.DataFrame, baseline: pd.DataFrame) -> str:
     return ", ".join(out)
 
 
-def _comparison(v: np.ndarray, b: np.ndarray, metric: str, alpha: float) -> st.Comparison:
+def _comparison(v: np.ndarray, b: np.ndarray, metric: str, alpha: float, log_scale: Iterable[str]) -> st.Comparison:
     if metric in BINARY:
         return st.compare_binary(v, b, alpha=alpha)
-    return st.compare_continuous(v, b, log_scale=metric in LOG_SCALE, alpha=alpha)
+    return st.compare_continuous(v, b, log_scale=metric in log_scale, alpha=alpha)
 
 
 def judge_claims(runs: pd.DataFrame, directions: Mapping[str, bool | None], columns: Iterable[str],
-                 settings: Settings = Settings(), claims: Iterable[Claim] | None = None) -> pd.DataFrame:
+                 settings: Settings = Settings(), claims: Iterable[Claim] | None = None,
+                 log_scale: Iterable[str] = LOG_SCALE) -> pd.DataFrame:
     """One row per (protocol, claim, variant): the comparison on the claim's primary endpoint and its
     verdict; untested claims get one row each with the reason. ``claims``: ``study_claims``' list (default:
     from the runs and the package's table alone)."""
@@ -151,7 +155,7 @@ def judge_claims(runs: pd.DataFrame, directions: Mapping[str, bool | None], colu
                 v = g[g["variant"] == variant]
                 for metric in named:
                     hib = directions.get(metric)
-                    c = _comparison(v[metric].to_numpy(), base[metric].to_numpy(), metric, settings.alpha)
+                    c = _comparison(v[metric].to_numpy(), base[metric].to_numpy(), metric, settings.alpha, log_scale)
                     eq = None
                     if claim.direction == "same":
                         margin = math.log(settings.margin) if c.scale == st.LOG_RATIO else None
