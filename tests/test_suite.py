@@ -60,6 +60,19 @@ def test_precision_check_differs_from_the_paper_rules_study_only_in_precision():
                {k: v for k, v in rules.items() if k not in ignore}
 
 
+def test_the_instability_runs_are_the_pilots_runs_and_the_study_differs_from_the_pilot_only_in_steps():
+    """Stage (f) counts the pilot's finished runs as its own (same run identity); the study is the pilot at S*."""
+    from ganbench.record import RunSpec
+
+    by_stem = {p.stem: p for p in SUITES}
+    (pilot,), (instability,), (study,) = (load_suite(by_stem[s]).protocols for s in ("pilot", "instability", "study"))
+    for variant in ("dcgan", "bn-all", "adam-lr-1e-3"):
+        assert RunSpec(instability, variant, 0).run_id == RunSpec(pilot, variant, 0).run_id
+    ignore = {"name", "description", "source", "steps", "seeds"}
+    assert {k: v for k, v in study.to_dict().items() if k not in ignore} == \
+           {k: v for k, v in pilot.to_dict().items() if k not in ignore}
+
+
 def test_paper_rules_runs_every_built_in_variant_and_the_probe():
     from ganbench.variants import ganbench_variants
 
