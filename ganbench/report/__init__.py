@@ -31,7 +31,7 @@ from ganbench.report.load import ReportError, _protocol_set, load_results, metri
 from ganbench.report.render import FORMATS, format_for, render, write_report
 from ganbench.report.stats import aggregate, compare, throughput
 from ganbench.report.tables import DisplayTable, display_tables
-from ganbench.report.verdicts import (ALPHA, CORRECTIONS, EQUIVALENCE_RATIO, LOG_SCALE, REPRESENTATION_COLUMNS,
+from ganbench.report.verdicts import (ALPHA, CORRECTIONS, EQUIVALENCE_RATIO, REPRESENTATION_COLUMNS,
                                       VERDICTS, Settings, claim_verdicts, definitions, judge_claims, representation,
                                       rule_verdicts, study_claims, variant_table)
 
