@@ -57,6 +57,42 @@ def choose(baseline: dict[int, list[tuple[int, float]]], hold: int = HOLD) -> in
     return next((common[i] for i in range(len(common) - hold + 1) if all(ok[i:i + hold])), None)
 
 
+def study_comparisons() -> int:
+    """The primary comparisons of the study at 32 px grey: every (claim, arm) of a tested claim that needs no
+    more than this setting (Holm's strictest step is alpha over this many)."""
+    from ganbench.claims import CLAIMS
+
+    return sum(len(c.variants) for c in CLAIMS if not c.untested and not c.needs)
+
+
+def seeds_section(folder: Path, baseline: str, base: dict, step: int) -> list[str]:
+    """Seeds per arm at the budget: from the baseline's own spread of log FID at ``step`` (for arms the pilot
+    did not train, if they spread as much), and ``ganbench plan --at-step`` for the pilot's arms."""
+    import numpy as np
+
+    from ganbench import statistics as st
+    from ganbench.report.plan import plan
+
+    m = study_comparisons()
+    logs = [math.log(dict(p)[step]) for p in base.values() if step in dict(p) and dict(p)[step] > 0]
+    sd = float(np.std(logs, ddof=1)) if len(logs) >= 2 else math.nan
+    one, strict = ((st.seeds_needed_for_ratio(sd, st.DEFAULT_RATIO, st.ALPHA),
+                    st.seeds_needed_for_ratio(sd, st.DEFAULT_RATIO, st.ALPHA / m)) if math.isfinite(sd) and sd > 0
+                   else (None, None))
+    lines = ["", f"## Seeds per arm at step {step} (80% power for a {st.DEFAULT_RATIO:g}x FID change)", "",
+             f"`{baseline}`'s own spread: SD of log FID over {len(logs)} seeds = {sd:.3f}; an arm that spreads as "
+             f"much needs **{one or '-'} seeds per arm** for one test at alpha {st.ALPHA:g}, **{strict or '-'}** at "
+             f"alpha / {m} (Holm's strictest step over the study's {m} primary comparisons).", "",
+             f"The pilot's arms, pooled with `{baseline}` (`ganbench plan {folder.parent} --protocol {folder.name} "
+             f"--at-step {step}`):", "",
+             "| claim | variant | n | SD of log FID | seeds (one test) | seeds (alpha / m) |", "|---|---|---|---|---|---|"]
+    rows = plan(folder.parent, folder.name, baseline, at_step=step)
+    for r in rows.itertuples():
+        lines.append(f"| {r.claim} | {r.variant} | {r.n} | {r.log_fid_sd:.3f} | {r.seeds_one_test} | {r.seeds_corrected} |")
+    lines += ["", "(seeds (alpha / m) here divides by the pilot's own comparisons; the study's is the line above.)"]
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
@@ -92,6 +128,8 @@ def main() -> None:
             best = min(points, key=lambda p: p[1] if math.isfinite(p[1]) else math.inf)
             lines.append(f"| {variant} | {seed} | {at.get(at_step, math.nan):.1f} | {sl:+.3f} | {best[1]:.1f} ({best[0]}) "
                          f"| {points[-1][0]} | {points[-1][1]:.1f} |")
+    if at_step:
+        lines += seeds_section(args.folder, args.baseline, base, at_step)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "budget.md", "\n".join(lines) + "\n")
 
