@@ -371,6 +371,7 @@ def report_cmd(results, protocols, baseline, fmt, out, alpha, correction, at_ste
     """Aggregate the runs over seeds, compare each variant with the baseline, and say rule by rule whether
     the evidence supports the paper."""
     from ganbench import report as rep
+    from ganbench.report.tables import as_of
 
     if out and fmt in (None, "table"):
         fmt = rep.format_for(out) if fmt is None else fmt
@@ -383,6 +384,8 @@ def report_cmd(results, protocols, baseline, fmt, out, alpha, correction, at_ste
         path = rep.write_report(r, fmt, out)
         console.print(f"{fmt} report on {len(r.runs)} runs -> {path}", highlight=False)
     elif fmt in (None, "table"):
+        if at_step is not None:
+            console.print(f"{len(r.runs)} runs{as_of(r)}", highlight=False)
         for t in rep.display_tables(r, compact=True):
             _print_table(t.title, t.rows, t.columns)
         console.print("the reasons, every metric and the plots: --format md|html|json --out FILE", highlight=False)

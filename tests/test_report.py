@@ -295,8 +295,9 @@ def test_runs_are_judged_as_they_stood_at_one_of_their_evaluations(tmp_path):
     assert at_30.loc[("adam-lr-1e-3", 0), "status"] == "diverged" and ("adam-lr-1e-3", 1) not in at_30.index
     r = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--at-step", "15", "--format", "md"])
     assert r.exit_code == 2 and "no run under" in r.output and "evaluation at step 15" in r.output
-    r = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--at-step", "20", "--format", "md"])
-    assert r.exit_code == 0 and "as it stood after its evaluation at step 20" in r.output
+    for fmt in ("md", "table"):
+        r = CliRunner().invoke(main, ["report", "--results", str(tmp_path), "--at-step", "20", "--format", fmt])
+        assert r.exit_code == 0 and "as it stood after its evaluation at step 20" in " ".join(r.output.split())
     r = CliRunner().invoke(main, ["plan", str(tmp_path), "--at-step", "20", "--format", "json"])
     assert r.exit_code == 0, r.output
     (row,) = [x for x in json.loads(r.output) if x["claim"] == "R6.lr"]
