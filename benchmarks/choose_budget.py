@@ -93,6 +93,19 @@ def seeds_section(folder: Path, baseline: str, base: dict, step: int) -> list[st
     return lines
 
 
+def most_plateaued(baseline: dict[int, list[tuple[int, float]]]) -> tuple[int | None, float]:
+    """The evaluated step at which the baseline's seeds are jointly closest to flat: the smallest largest
+    |slope| over the seeds (the fallback when no step passes the rule for every seed), and that slope."""
+    per_seed = [slopes(p) for p in baseline.values()]
+    common = sorted(set.intersection(*(set(s) for s in per_seed))) if per_seed else []
+    worst = {step: max(abs(s[step][0]) for s in per_seed) for step in common}
+    finite = {k: v for k, v in worst.items() if math.isfinite(v)}
+    if not finite:
+        return None, math.nan
+    step = min(finite, key=lambda k: (finite[k], k))
+    return step, finite[step]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
@@ -103,6 +116,7 @@ def main() -> None:
     base = data.get(args.baseline, {})
     s_star = choose(base)
     first = choose(base, hold=1)   # the rule as first written, for comparison
+    fallback, fallback_slope = most_plateaued(base)
 
     lines = [f"# The pilot's budget: {args.folder}", "",
              f"Rule: the smallest step from which every `{args.baseline}` seed's FID curve, cut there and at the "
@@ -110,6 +124,10 @@ def main() -> None:
              f"{PLATEAU_SLOPE} (✓).", "",
              f"**S\\* = {s_star if s_star else 'not reached within the pilot'}** (by the rule as first written, "
              f"plateaued at one evaluation: {first if first else 'not reached'})", "",
+             *([] if s_star or first else [
+                 f"Neither finds a step where every seed passes. The fallback (amendment 2, stated before any study "
+                 f"run): the step where the seeds are jointly closest to flat, the smallest largest |slope| over the "
+                 f"seeds: **{fallback}** (largest |slope| there {fallback_slope:.3f}).", ""]),
              f"## `{args.baseline}`: slope of log FID per evaluation over the tail, curve cut at each step", ""]
     table = {seed: slopes(p) for seed, p in sorted(base.items())}
     steps = sorted({s for t in table.values() for s in t})
@@ -117,7 +135,7 @@ def main() -> None:
     for step in steps:
         cells = [f"{t[step][0]:+.3f}{' ✓' if t[step][1] == 1.0 else ''}" if step in t else "" for t in table.values()]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
-    at_step = s_star or first
+    at_step = s_star or first or fallback
     lines += ["", f"## Every arm: FID (at the evaluation sample size) at step {at_step}, its best, and its last", "",
               f"| variant | seed | FID at {at_step} | slope there | best FID (step) | last step | FID there |",
               "|---|---|---|---|---|---|---|"]
@@ -139,7 +157,9 @@ def main() -> None:
         for i, (seed, points) in enumerate(sorted(seeds.items())):
             x, y = zip(*points)
             ax.plot(x, y, color=colours[variant], alpha=0.8, label=variant if i == 0 else None)
-    for step, label, style in ((s_star, "S*", "--"), (first if first != s_star else None, "first plateau", ":")):
+    marks = ((s_star, "S*", "--"), (first if first != s_star else None, "first plateau", ":"),
+             (fallback if not (s_star or first) else None, "S* (most plateaued)", "--"))
+    for step, label, style in marks:
         if step:
             ax.axvline(step, color="black", linestyle=style, label=f"{label} = {step}")
     ax.set(yscale="log", xlabel="training step", ylabel="FID (domain classifier, evaluation sample)",
