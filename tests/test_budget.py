@@ -1,0 +1,53 @@
+"""The pilot's budget rule (``benchmarks/choose_budget.py``): S* needs every baseline seed plateaued at HOLD
+evaluations in a row; without such a step, the fallback is the step where the seeds are jointly closest to
+flat. The slope tables are given directly (``slopes`` patched to pass them through), so the tests check the
+rule's logic, and the published pilot's records give the published S*."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("choose_budget", ROOT / "benchmarks" / "choose_budget.py")
+choose_budget = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(choose_budget)
+
+
+def _table(slopes: dict[int, float]) -> dict[int, tuple[float, float]]:
+    return {step: (s, float(abs(s) < choose_budget.PLATEAU_SLOPE)) for step, s in slopes.items()}
+
+
+@pytest.fixture
+def given_slopes(monkeypatch):
+    monkeypatch.setattr(choose_budget, "slopes", lambda table: table)
+
+
+def test_s_star_needs_every_seed_flat_at_three_evaluations_in_a_row(given_slopes):
+    seed0 = _table({3: -0.2, 4: 0.01, 5: 0.02, 6: 0.03, 7: 0.0, 8: 0.01, 9: 0.02})
+    seed1 = _table({3: -0.3, 4: -0.07, 5: 0.01, 6: 0.09, 7: 0.01, 8: 0.0, 9: 0.04})
+    assert choose_budget.choose({0: seed0, 1: seed1}, hold=1) == 5       # both flat at 5, seed 1 not at 6
+    assert choose_budget.choose({0: seed0, 1: seed1}) == 7               # 7, 8, 9 flat in both
+    assert choose_budget.choose({0: seed0, 1: _table({3: 0.2, 4: 0.2})}) is None   # steps both seeds have only
+
+
+def test_without_such_a_step_the_fallback_is_the_smallest_largest_slope(given_slopes):
+    seed0 = _table({3: 0.2, 4: 0.04, 5: -0.3, 6: 0.01})
+    seed1 = _table({3: 0.01, 4: -0.07, 5: 0.02, 6: 0.09})
+    assert choose_budget.choose({0: seed0, 1: seed1}, hold=1) is None
+    step, worst = choose_budget.most_plateaued({0: seed0, 1: seed1})
+    assert (step, worst) == (4, pytest.approx(0.07))                   # 6 is worse (0.09): a larger largest slope
+    assert choose_budget.most_plateaued({}) == (None, pytest.approx(float("nan"), nan_ok=True))
+
+
+def test_the_published_pilot_gives_the_published_budget():
+    folder = ROOT / "results" / "published" / "records" / "pilot"
+    base = choose_budget.pilot_baseline(choose_budget.curves(folder), "dcgan")   # seeds 0-2, not stage (f)'s
+    if len(base) < 3:
+        pytest.skip("the published pilot has fewer than three dcgan seeds")
+    assert choose_budget.choose(base) is None and choose_budget.choose(base, hold=1) is None
+    step, worst = choose_budget.most_plateaued(base)
+    assert step == 8000 and worst == pytest.approx(0.058, abs=5e-4)
+    assert f"**{step}**" in (ROOT / "results" / "published" / "pilot" / "budget.md").read_text()
