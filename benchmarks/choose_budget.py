@@ -96,7 +96,8 @@ def seeds_section(folder: Path, baseline: str, base: dict, step: int) -> list[st
              "| claim | variant | n | SD of log FID | seeds (one test) | seeds (alpha / m) |", "|---|---|---|---|---|---|"]
     rows = plan(folder.parent, folder.name, baseline, at_step=step)
     for r in rows.itertuples():
-        lines.append(f"| {r.claim} | {r.variant} | {r.n} | {r.log_fid_sd:.3f} | {r.seeds_one_test} | {r.seeds_corrected} |")
+        sd_text = f"{r.log_fid_sd:.3f}" if math.isfinite(r.log_fid_sd) else "- (one seed)"
+        lines.append(f"| {r.claim} | {r.variant} | {r.n} | {sd_text} | {r.seeds_one_test} | {r.seeds_corrected} |")
     lines += ["", "(seeds (alpha / m) here divides by the pilot's own comparisons; the study's is the line above.)"]
     return lines
 
