@@ -1,7 +1,8 @@
-"""The pilot's budget rule (``benchmarks/choose_budget.py``): S* needs every baseline seed plateaued at HOLD
-evaluations in a row; without such a step, the fallback is the step where the seeds are jointly closest to
-flat. The slope tables are given directly (``slopes`` patched to pass them through), so the tests check the
-rule's logic, and the published pilot's records give the published S*."""
+"""The tooling behind the published results. The pilot's budget rule (``benchmarks/choose_budget.py``): S*
+needs every baseline seed plateaued at HOLD evaluations in a row; without such a step, the fallback is the
+step where the seeds are jointly closest to flat (slope tables given directly, ``slopes`` patched to pass them
+through, so the tests check the rule's logic; the published pilot's records give the published S*). The
+README's verdict table (``benchmarks/readme_verdicts.py``) is the one its records render to."""
 
 from __future__ import annotations
 
@@ -51,3 +52,20 @@ def test_the_published_pilot_gives_the_published_budget():
     step, worst = choose_budget.most_plateaued(base)
     assert step == 8000 and worst == pytest.approx(0.058, abs=5e-4)
     assert f"**{step}**" in (ROOT / "results" / "published" / "pilot" / "budget.md").read_text()
+
+
+def test_the_readmes_verdict_table_is_the_one_its_records_give():
+    """Every ``<!-- verdicts: PROTOCOL RESULTS -->`` section of the README is what
+    ``benchmarks/readme_verdicts.py`` renders from those records now."""
+    import re
+
+    spec = importlib.util.spec_from_file_location("readme_verdicts", ROOT / "benchmarks" / "readme_verdicts.py")
+    readme_verdicts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme_verdicts)
+    text = (ROOT / "README.md").read_text()
+    sections = re.findall(r"<!-- verdicts: (\S+) (\S+) -->\n(.*?)\n<!-- /verdicts -->", text, re.S)
+    assert sections, "the README has no rendered verdict table"
+    for protocol, results, table in sections:
+        rendered = readme_verdicts.render(ROOT / results, protocol)
+        assert table == rendered, f"README's {protocol} table differs from its records: re-render it"
+        assert rendered.count("\n| R") == 6 and "converged" in rendered
