@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The decisive CPU study in the order of its design (results/published/README.md): the pilot's remaining runs
+# (benchmarks/pilot.sh, two lanes), then stages (b) R2 with its controls and the baseline, (c) R6, (d) R1, R3,
+# R4, R5, 3 seeds each, two runs at a time. Every run resumes from its checkpoint and finished runs are skipped,
+# so the same command picks up wherever the last session stopped. Run it at low priority:
+#   PATH=$PWD/.venv/bin:$PATH GANBENCH_DATA=../shared/datasets nohup nice -n 19 bash benchmarks/study.sh > study.log &
+# Publish what finished (records, not checkpoints) at least hourly: bash benchmarks/publish_records.sh pilot|study
+set -uo pipefail
+results=${RESULTS:-results/study}
+bash benchmarks/pilot.sh
+for stage in "dcgan R2" "R6" "R1 R3 R4 R5"; do
+  args=()
+  for v in $stage; do args+=(--variant "$v"); done
+  ganbench run --suite benchmarks/study.toml "${args[@]}" --seeds 3 --jobs 2 --results "$results"
+done
