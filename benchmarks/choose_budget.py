@@ -82,7 +82,8 @@ def seeds_section(folder: Path, baseline: str, base: dict, step: int) -> list[st
     from ganbench.report.plan import plan
 
     m = study_comparisons()
-    logs = [math.log(dict(p)[step]) for p in base.values() if step in dict(p) and dict(p)[step] > 0]
+    at_step = [dict(points).get(step, math.nan) for points in base.values()]
+    logs = [math.log(f) for f in at_step if f > 0]   # NaN (no evaluation there) compares false
     sd = float(np.std(logs, ddof=1)) if len(logs) >= 2 else math.nan
     one, strict = ((st.seeds_needed_for_ratio(sd, st.DEFAULT_RATIO, st.ALPHA),
                     st.seeds_needed_for_ratio(sd, st.DEFAULT_RATIO, st.ALPHA / m)) if math.isfinite(sd) and sd > 0
