@@ -454,24 +454,36 @@ class Check:
             suite = load_suite(ROOT / "benchmarks" / "paper-64.toml", [])
             variants, suite_args = list(suite.variants), ["--suite", "benchmarks/paper-64.toml"]
             batch, res, channels = suite.protocols[0].batch_size, suite.protocols[0].resolution, suite.protocols[0].channels
+        # Each arm's seeds trained together in one process (``run --together``) when the CUDA tests passed (they
+        # check the grouped records against runs alone on this device): one start-up, data load and set of FID
+        # statistics per arm instead of per seed, and K seeds per step where one run leaves the GPU idle.
+        together_ok = (self.results.get("tests") or {}).get("exit_code") == 0
         conc = (self.results.get("concurrent") or {}).get("rows", [])
         at_res = [r for r in conc if r["resolution"] == res] or conc
         if at_res:
             best = max(at_res, key=lambda r: r["img_s_total"])
-            jobs, per_run = best["runs_at_once"], best["img_s_per_run"]
+            best_jobs, total_ips = best["runs_at_once"], best["img_s_total"]
         else:
             thr = [r for r in (self.results.get("throughput") or {}).get("rows", []) if r["loop"] == f"ganbench {precision}"]
-            jobs, per_run = (2 if self.dry else 8), (thr[-1]["img_s"] / 4 if thr else 100.0)
-        overhead = 20.0 if self.args.quick else 60.0   # per run: start, data, the final evaluation
+            best_jobs = 2 if self.dry else 8
+            total_ips = (thr[-1]["img_s"] if thr else 100.0) * best_jobs / 4
+        overhead = 20.0 if self.args.quick else 60.0   # per process: start, data, FID statistics, the final evaluation
+        cores = os.cpu_count() or 1
         plan = None
         for seeds in (3, 2, 1):
-            runs = len(variants) * seeds
-            waves = math.ceil(runs / jobs)
+            together = seeds if together_ok and seeds > 1 else 1
+            units = len(variants) * seeds // together          # processes: one per arm, or one per run
+            # as many processes as the concurrent stage found best, or enough for two waves, one core each
+            jobs = max(1, min(units, cores, max(best_jobs, math.ceil(units / 2)) if together > 1 else best_jobs))
+            waves = math.ceil(units / jobs)
+            per_seed_ips = total_ips / (jobs * together)         # the device's measured total, shared evenly
             train_s = budget_s / waves - overhead
-            steps = int(train_s * per_run / batch // 10 * 10)
+            steps = int(train_s * per_seed_ips / batch // 10 * 10)
             steps = min(steps, 20 if self.args.quick else 30000)
-            plan = {"seeds": seeds, "runs": runs, "jobs": jobs, "waves": waves, "steps": steps, "variants": variants,
-                    "img_s_per_run": per_run, "overhead_s": overhead, "precision": precision}
+            plan = {"seeds": seeds, "together": together, "runs": len(variants) * seeds, "processes": units,
+                    "jobs": jobs, "waves": waves, "steps": steps, "variants": variants,
+                    "img_s_per_seed": round(per_seed_ips, 1), "img_s_total": total_ips, "overhead_s": overhead,
+                    "precision": precision}
             if steps >= (10 if self.args.quick else 1000):
                 break
         plan.update(suite_args=suite_args, resolution=res, channels=channels)
@@ -502,7 +514,7 @@ class Check:
             metrics = ["stability", "cost"]
         plan["metrics"] = metrics
         cmd = [self.py, "-m", "ganbench", "run", *plan["suite_args"], "--seeds", str(plan["seeds"]),
-               "--jobs", str(plan["jobs"]), "--device", self.args.device, "--results", str(self.out / "records"),
+               "--jobs", str(plan["jobs"]), "--together", str(plan["together"]), "--device", self.args.device, "--results", str(self.out / "records"),
                "--set", f'name="{name}"', "--set", f"steps={plan['steps']}", "--set", f"eval_every={plan['steps']}",
                "--set", f'precision="{plan["precision"]}"', "--set", f"n_eval={n}", "--set", f"n_final={n}",
                "--set", f"n_real={n}", "--set", "metrics=[" + ",".join(f'"{m}"' for m in metrics) + "]"]
@@ -636,7 +648,8 @@ def render_summary(c: Check) -> str:
         plan = s.get("plan", {})
         lines += [f"## Study{tag}", "", s.get("note", "") + ".", "",
                   f"Plan from the time left: {plan.get('seeds')} seed(s) x {len(plan.get('variants', []))} variants = "
-                  f"{plan.get('runs')} runs, {plan.get('jobs')} at a time, {plan.get('steps')} steps each at "
+                  f"{plan.get('runs')} runs ({plan.get('together')} seed(s) of an arm trained together per process), "
+                  f"{plan.get('jobs')} processes at a time, {plan.get('steps')} steps each at "
                   f"{plan.get('precision')} (study.json).", ""]
         if s.get("command"):
             lines += [f"`{s['command']}`", "", f"Exit {s.get('exit_code')}"
