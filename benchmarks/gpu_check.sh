@@ -8,6 +8,7 @@
 # shared/datasets and ../shared/datasets that exists), GPU_CHECK_HARD_LIMIT (seconds, default 590: the
 # script's own deadline, --deadline-s, is 540 on a GPU; this is the net under it), and OUT: where a device
 # machine collects files; when set, the outputs are also packed there as gpu-check.tar.gz with gpu.md.
+# GPU_CHECK_COMMIT: the commit to record where the tree travels without .git (a device machine).
 set -u
 cd "$(dirname "$0")/.."
 if [ -z "${PYTHON:-}" ]; then
