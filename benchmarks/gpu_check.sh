@@ -41,9 +41,17 @@ timeout --signal=TERM --kill-after=15 "${GPU_CHECK_HARD_LIMIT:-590}" "$PYTHON" b
 rc=$?
 
 if [ -n "${OUT:-}" ] && [ -d "${OUT}" ] && [ -d "$out" ]; then
-    # no checkpoints (hundreds of MB per paper-64 run) and no locks: what publish_records.sh keeps
-    tar -czf "$OUT/gpu-check.tar.gz" --exclude=checkpoint.pt --exclude=.lock -C "$(dirname "$out")" "$(basename "$out")" \
-        $( [ -f "$out.md" ] && echo "$(basename "$out").md" ) 2>/dev/null
+    # no checkpoints (hundreds of MB per paper-64 run) and no locks: what publish_records.sh keeps. The runs'
+    # sample grids go in a second file, seed 0's only, and dcgan's alone where those pass 15 MiB: a device
+    # returns no file over 16 MiB, and the records and figures must not be lost with the pictures.
+    tar -czf "$OUT/gpu-check.tar.gz" --exclude=checkpoint.pt --exclude=.lock --exclude=samples \
+        -C "$(dirname "$out")" "$(basename "$out")" $( [ -f "$out.md" ] && echo "$(basename "$out").md" ) 2>/dev/null
+    for pattern in "*/seed-0/samples" "*/dcgan/seed-0/samples"; do
+        (cd "$(dirname "$out")" && find "$(basename "$out")/records" -path "$pattern" -type d 2>/dev/null \
+            | tar -cf "$OUT/gpu-samples.tar" -T - 2>/dev/null)
+        [ "$(stat -c %s "$OUT/gpu-samples.tar" 2>/dev/null || echo 0)" -le $((15 * 1024 * 1024)) ] && break
+        rm -f "$OUT/gpu-samples.tar"
+    done
     [ -f "$out.md" ] && cp "$out.md" "$OUT/"
     [ -f "$out/check.json" ] && cp "$out/check.json" "$OUT/"
 fi
