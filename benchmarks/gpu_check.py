@@ -150,7 +150,10 @@ class Check:
         rows: list = []
         t = time.monotonic()
         record = {"stage": name, "label": self.label, "device": self.args.device, "quick": self.args.quick}
-        if left < min_s:
+        if name in self.args.skip:
+            record.update(status="skipped", reason="--skip")
+            result = None
+        elif left < min_s:
             record.update(status="skipped", reason=f"{left:.0f} s left before the deadline, the stage needs {min_s:.0f} s")
             result = None
         else:
@@ -192,7 +195,8 @@ class Check:
         except (OSError, subprocess.TimeoutExpired, IndexError):
             driver = None
         git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        git = git or os.environ.get("GPU_CHECK_COMMIT") or "unknown"   # a device machine gets the tree, not .git
+        # a device machine gets the working tree and perhaps a stale .git: the caller names the commit
+        git = os.environ.get("GPU_CHECK_COMMIT") or git or "unknown"
         info = {
             "python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
             "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
@@ -239,7 +243,8 @@ class Check:
         cmd = [self.py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_cuda.py"]
         rc, text = run_cmd(cmd, self.left() - 5, log, header=self.label)
         last = [line for line in text.strip().splitlines() if line.strip()][-1:] or [""]
-        return {"command": " ".join(["python"] + cmd[1:]), "exit_code": rc, "summary": last[0]}
+        failed = sorted({line.split()[1] for line in text.splitlines() if line.startswith("FAILED ")})
+        return {"command": " ".join(["python"] + cmd[1:]), "exit_code": rc, "summary": last[0], "failed": failed}
 
     # -- 3. data --------------------------------------------------------------------------------------------
 
@@ -313,46 +318,57 @@ class Check:
     # -- 5. seeds together ----------------------------------------------------------------------------------
 
     def batched(self, rows) -> dict:
+        from ganbench.device import resolve_precision
+
+        # fp32 first (the study's precision), then bf16 where the device has it
+        precisions = list(dict.fromkeys(["fp32", resolve_precision("auto", self.device)[0]]))
+        ks, steps = ((1, 2), 2) if self.args.quick else ((1, 4, 8, 16), 10)
+        for precision in precisions:
+            for name, res, width, batch in self.configs:
+                self._batched_config(rows, name, res, width, batch, precision, ks, steps)
+        return {"rows": rows, "steps": steps, "precisions": precisions,
+                "note": "img/s counts every seed's images; 'trainer' is one seed through Trainer.train_step; a row "
+                        "with a problem is a stack that cannot train (its seeds would train one after another)"}
+
+    def _batched_config(self, rows, name, res, width, batch, precision, ks, steps) -> None:
         from throughput import ganbench_loop
 
         from ganbench.batched import SeedStack
-        from ganbench.device import resolve_precision
         from ganbench.record import RunSpec
         from ganbench.train import Trainer
 
-        precision = resolve_precision("auto", self.device)[0]
-        ks, steps = ((1, 2), 2) if self.args.quick else ((1, 4, 8, 16), 10)
-        for name, res, width, batch in self.configs:
-            proto = self.proto(res, width, batch, precision, "channels_last=false")
-            trainer = Trainer(RunSpec(self.proto(res, width, batch, precision), "dcgan", 0))
-            trainer.setup()
-            base = ganbench_loop(trainer, steps)
-            rows.append({"config": name, "resolution": res, "width": width, "batch": batch, "precision": precision,
-                         "seeds": 1, "how": "trainer", "img_s": round(base, 1), "vs_trainer": 1.0})
-            del trainer
-            for k in ks:
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
-                stack = SeedStack(proto, "dcgan", list(range(k)))
-                stack.setup()
-                for s in range(2):
-                    stack.train_step(s)
-                self.sync()
-                t = time.perf_counter()
-                for s in range(2, 2 + steps):
-                    last = stack.train_step(s)
-                last.tolist()
-                self.sync()
-                ips = k * steps * batch / (time.perf_counter() - t)
-                row = {"config": name, "resolution": res, "width": width, "batch": batch, "precision": precision,
-                       "seeds": k, "how": "together", "img_s": round(ips, 1), "vs_trainer": round(ips / base, 2)}
-                if self.device.type == "cuda":
-                    row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-                rows.append(row)
-                del stack
-        return {"rows": rows, "steps": steps, "precision": precision,
-                "note": "img/s counts every seed's images; 'trainer' is one seed through Trainer.train_step"}
+        proto = self.proto(res, width, batch, precision, "channels_last=false")
+        trainer = Trainer(RunSpec(self.proto(res, width, batch, precision), "dcgan", 0))
+        trainer.setup()
+        base = ganbench_loop(trainer, steps)
+        rows.append({"config": name, "resolution": res, "width": width, "batch": batch, "precision": precision,
+                     "seeds": 1, "how": "trainer", "img_s": round(base, 1), "vs_trainer": 1.0})
+        del trainer
+        for k in ks:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+            stack = SeedStack(proto, "dcgan", list(range(k)))
+            stack.setup()
+            if stack.problem:
+                rows.append({"config": name, "resolution": res, "width": width, "batch": batch,
+                             "precision": precision, "seeds": k, "how": "together", "problem": stack.problem})
+                return
+            for s in range(2):
+                stack.train_step(s)
+            self.sync()
+            t = time.perf_counter()
+            for s in range(2, 2 + steps):
+                last = stack.train_step(s)
+            last.tolist()
+            self.sync()
+            ips = k * steps * batch / (time.perf_counter() - t)
+            row = {"config": name, "resolution": res, "width": width, "batch": batch, "precision": precision,
+                   "seeds": k, "how": "together", "img_s": round(ips, 1), "vs_trainer": round(ips / base, 2)}
+            if self.device.type == "cuda":
+                row["peak_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+            rows.append(row)
+            del stack
 
     # -- 6. concurrent runs ---------------------------------------------------------------------------------
 
@@ -452,7 +468,7 @@ class Check:
         from ganbench.device import resolve_precision
         from ganbench.suite import load_suite
 
-        precision = resolve_precision("auto", self.device)[0]
+        precision = resolve_precision(self.args.study_precision, self.device)[0]
         if self.args.quick:
             variants, suite_args = ["dcgan", "no-bn"], ["--protocol", "smoke", "--variant", "dcgan", "--variant", "no-bn"]
             batch, res, channels = 32, 16, 1
@@ -460,21 +476,29 @@ class Check:
             suite = load_suite(ROOT / "benchmarks" / "paper-64.toml", [])
             variants, suite_args = list(suite.variants), ["--suite", "benchmarks/paper-64.toml"]
             batch, res, channels = suite.protocols[0].batch_size, suite.protocols[0].resolution, suite.protocols[0].channels
-        # Each arm's seeds trained together in one process (``run --together``) when the CUDA tests passed (they
-        # check the grouped records against runs alone on this device): one start-up, data load and set of FID
-        # statistics per arm instead of per seed, and K seeds per step where one run leaves the GPU idle.
-        together_ok = (self.results.get("tests") or {}).get("exit_code") == 0
-        conc = (self.results.get("concurrent") or {}).get("rows", [])
+        # Each arm's seeds trained together in one process (``run --together``) when the CUDA tests of the stack
+        # at the study's precision passed (they check the grouped records against runs alone on this device; a
+        # bf16 failure does not stop an fp32 study): one start-up, data load and set of FID statistics per arm
+        # instead of per seed, and K seeds per step where one run leaves the GPU idle.
+        tests = self.results.get("tests") or {}
+        stack_failures = [t for t in tests.get("failed", []) if ("together" in t or "seed_stack" in t) and precision in t]
+        together_ok = tests.get("exit_code") in (0, 1) and not stack_failures
+        conc = (self.results.get("concurrent") or self.earlier("concurrent")).get("rows", [])
         at_res = [r for r in conc if r["resolution"] == res] or conc
         if at_res:
             best = max(at_res, key=lambda r: r["img_s_total"])
             best_jobs, total_ips = best["runs_at_once"], best["img_s_total"]
         else:
-            thr = [r for r in (self.results.get("throughput") or {}).get("rows", []) if r["loop"] == f"ganbench {precision}"]
+            thr = [r for r in (self.results.get("throughput") or self.earlier("throughput")).get("rows", [])
+                   if r["loop"] == f"ganbench {precision}"]
             best_jobs = 2 if self.dry else 8
             total_ips = (thr[-1]["img_s"] if thr else 100.0) * best_jobs / 4
-        # per process: start-up, data, FID statistics, the final evaluation (an estimate: not yet timed on a GPU)
-        overhead = 20.0 if self.args.quick else 40.0
+        batched = sorted((r for r in (self.results.get("batched") or {}).get("rows", []) if r.get("img_s")
+                          and r["how"] == "together" and r["resolution"] == res and r["precision"] == precision),
+                         key=lambda r: r["seeds"])
+        # per process: start-up, data, FID statistics, the final evaluation (an estimate from the concurrent
+        # stage's workers on the H200: about 10 s each to start and load the data)
+        overhead = 20.0 if self.args.quick else 25.0
         cores = os.cpu_count() or 1
         plans = []
         for seeds in (3, 2, 1):
@@ -484,6 +508,9 @@ class Check:
             jobs = max(1, min(units, cores, max(best_jobs, math.ceil(units / 2)) if together > 1 else best_jobs))
             waves = math.ceil(units / jobs)
             per_seed_ips = total_ips / (jobs * together)         # the device's measured total, shared evenly
+            stacked = [r for r in batched if r["seeds"] >= together] if together > 1 else []
+            if stacked:   # no faster than a stack of that many seeds ran alone on the device
+                per_seed_ips = min(per_seed_ips, stacked[0]["img_s"] / stacked[0]["seeds"])
             train_s = budget_s / waves - overhead
             steps = int(train_s * per_seed_ips / batch // 10 * 10)
             steps = min(steps, 20 if self.args.quick else 30000)
@@ -491,10 +518,17 @@ class Check:
                           "jobs": jobs, "waves": waves, "steps": steps, "variants": variants,
                           "img_s_per_seed": round(per_seed_ips, 1), "img_s_total": total_ips, "overhead_s": overhead,
                           "precision": precision})
-        # the most seeds that reach the wanted steps; where none does, 3 seeds (the study's minimum) at what fits
-        plan = next((p for p in plans if p["steps"] >= (10 if self.args.quick else 1000)), plans[0])
+        # 3 seeds (the study's minimum) wherever they train a useful number of steps, else fewer
+        plan = next((p for p in plans if p["steps"] >= (10 if self.args.quick else 100)), plans[0])
         plan.update(suite_args=suite_args, resolution=res, channels=channels)
         return plan
+
+    def earlier(self, stage: str) -> dict:
+        """A stage's result from an earlier check on this device (``--plan-from DIR``), for a check that skips it."""
+        path = Path(self.args.plan_from or "") / f"{stage}.json"
+        if not self.args.plan_from or not path.exists():
+            return {}
+        return {**(json.loads(path.read_text()).get("result") or {}), "from": str(path)}
 
     def extractor_ready(self, res: int, channels: int) -> bool:
         """Whether the study's feature extractor is on disk (InceptionV3's weights, or the data set's domain
@@ -636,7 +670,7 @@ def render_summary(c: Check) -> str:
         lines += [f"## Seeds trained together (`ganbench.batched`){tag}", "",
                   "K seeds of dcgan as one vmapped computation against one seed through the trainer; img/s counts "
                   "every seed's images (batched.json):", "",
-                  _table(r["batched"].get("rows", []), ["config", "precision", "how", "seeds", "img_s", "vs_trainer",
+                  _table(r["batched"].get("rows", []), ["config", "precision", "how", "seeds", "img_s", "vs_trainer", "problem",
                                                         "peak_memory_gib"])]
     if r.get("concurrent"):
         lines += [f"## Runs at a time, one process each{tag}", "",
@@ -726,6 +760,12 @@ def main() -> None:
                                                        "(default: 200, 60 with --quick)")
     ap.add_argument("--steps", type=int, default=30, help="timed steps per throughput measurement on a GPU")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference loop (the example's 2)")
+    ap.add_argument("--skip", default="", help="stages to leave out, comma-separated (e.g. throughput,concurrent)")
+    ap.add_argument("--plan-from", help="an earlier check's output folder on this device: the study is sized from its "
+                                         "concurrent (else throughput) measurements when this check skips them")
+    ap.add_argument("--study-precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                    help="the study's precision, one for all its runs (default fp32: TF32 convolutions on a GPU, as "
+                         "PyTorch's default; on the H200 fp32 trained faster than bf16 at these shapes)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -733,6 +773,7 @@ def main() -> None:
         return
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpu_check: no CUDA device here; for a dry run use --device cpu --quick")
+    args.skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     if args.deadline_s is None:
         args.deadline_s = 240.0 if args.quick else 540.0
     if args.study_min_s is None:

@@ -28,8 +28,11 @@ numbers or keeps Python state) is found by one trial forward and backward pass o
 a protocol the batched step does not follow (``compile = true``: the step is not compiled). Their seeds are
 then trained one after another with the trainer itself, with a warning naming the variant and the reason.
 The protocol's ``precision`` is followed (bf16 autocast of the forward passes), and the trial pass runs under
-it: on a CPU (torch 2.14) batchnorm under vmap refuses autocast's bf16 activations with fp32 weights, so there
-bf16 seeds train alone. Its ``channels_last`` is not followed: the copies train in NCHW, which changes the
+it. Batchnorm under vmap refuses autocast's bf16 activations with fp32 weights and running statistics (seen
+with torch 2.11 on an H200: "Expected running_mean to have type BFloat16"), so under bf16 the stack's
+batchnorm layers take their input in fp32 and give their output back in the input's dtype: what the
+trainer's batchnorm computes under autocast (fp32 statistics, bf16 out), in the same place. On a CPU (torch
+2.14) vmap still refuses autocast's transposed convolutions, so there bf16 seeds train alone. Its ``channels_last`` is not followed: the copies train in NCHW, which changes the
 result no more than the trainer's own two layouts differ.
 
 A stack starts from fresh networks (``setup``: each seed built as ``Trainer.setup`` builds it) or from given
@@ -88,6 +91,16 @@ def _grad_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
     grads = [t.grad for t in tensors if t.grad is not None]
     per_tensor = torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1) for g in grads], dim=1)
     return torch.linalg.vector_norm(per_tensor, dim=1)
+
+
+def batchnorm_in_fp32(net: nn.Module) -> nn.Module:
+    """Make each batchnorm layer of ``net`` normalise in fp32 and return its input's dtype (bf16 under
+    autocast), so vmap's batchnorm rule gets activations of its weights' and running statistics' dtype."""
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            forward = m.forward
+            m.forward = lambda x, _forward=forward: _forward(x.float()).to(x.dtype)
+    return net
 
 
 def vmap_problem(G: nn.Module, D: nn.Module, k: int, z_dim: int, device: torch.device) -> str | None:
@@ -194,6 +207,8 @@ class SeedStack:
         # memory layout of the given ones, and without moving the global random state
         with torch.random.fork_rng(devices=[]):
             self.G_skeleton, self.D_skeleton = (net.to(self.device) for net in self.variant.build(p.arch()))
+        if self.precision == "bf16":
+            batchnorm_in_fp32(self.G_skeleton), batchnorm_in_fp32(self.D_skeleton)
         self.problem = stack_problem(p, self.G_skeleton, self.D_skeleton, len(self.seeds), self.device)
         if self.problem:
             return

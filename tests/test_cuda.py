@@ -10,6 +10,7 @@ such wait into an error that names the line.
 from __future__ import annotations
 
 import json
+import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 
@@ -68,10 +69,11 @@ def test_trainer_step_is_sync_free(precision):
     assert torch.isfinite(acc).all()
 
 
-def test_seed_stack_step_is_sync_free():
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_seed_stack_step_is_sync_free(precision):
     from ganbench.batched import SeedStack
 
-    stack = SeedStack(smoke(), "dcgan", [0, 1, 2])
+    stack = SeedStack(smoke(precision=f'"{precision}"'), "dcgan", [0, 1, 2])
     stack.setup()
     assert stack.problem is None
     stack.train_step(0)
@@ -81,15 +83,18 @@ def test_seed_stack_step_is_sync_free():
     assert stats.shape == (3, 6) and torch.isfinite(stats).all()
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("variant", ["dcgan", "d-maxout"])
-def test_seeds_together_equal_seeds_alone_on_cuda(variant):
+def test_seeds_together_equal_seeds_alone_on_cuda(variant, precision):
     """As tests/test_batched.py on the CPU: per-step statistics and final weights and BN statistics; where
     the tolerance fails, within twice the trainer's own difference between its two memory layouts."""
     from ganbench.batched import train_alone, train_seeds_together
 
     with exact_cuda():
-        p = smoke(channels_last="false")
-        together = train_seeds_together(p, variant, [0, 1], STEPS)
+        p = smoke(channels_last="false", precision=f'"{precision}"')
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message="seeds together")   # batched, not one seed after another
+            together = train_seeds_together(p, variant, [0, 1], STEPS)
         for seed in (0, 1):
             alone = train_alone(p, variant, seed, STEPS)
             other = train_alone(replace(p, channels_last=True), variant, seed, STEPS)
@@ -105,7 +110,8 @@ def test_seeds_together_equal_seeds_alone_on_cuda(variant):
                     torch.testing.assert_close(got, ref, rtol=1e-5, atol=3e-6 + own, msg=f"{net}.{key}")
 
 
-def test_seeds_trained_together_keep_their_records_on_cuda(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_seeds_trained_together_keep_their_records_on_cuda(tmp_path, precision):
     """``ganbench run --together``'s group on the GPU: each seed's series as its run alone within the CPU
     tolerance plus twice the trainer's own difference between its two memory layouts (as above). Written on
     a machine without a GPU: not yet run on one."""
@@ -115,7 +121,7 @@ def test_seeds_trained_together_keep_their_records_on_cuda(tmp_path):
     from ganbench.train import STEP_STATS, run_one
 
     with exact_cuda():
-        p = smoke(channels_last="false", metrics="[]", steps=20)
+        p = smoke(channels_last="false", metrics="[]", steps=20, precision=f'"{precision}"')
         results = run_together([RunSpec(p, "dcgan", s, tmp_path / "together") for s in (0, 1)])
         assert [r.status for r in results] == ["complete", "complete"], results
         for r in results:

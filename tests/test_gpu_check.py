@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -14,37 +15,64 @@ spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" /
 gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
 
+STACK_TEST = "tests/test_cuda.py::test_seeds_together_equal_seeds_alone_on_cuda[{}-dcgan]"
 
-def check(tmp_path, tests_rc: int, total_ips: float, cores: int, monkeypatch) -> "gpu_check.Check":
-    args = argparse.Namespace(device="cuda", quick=False, out=str(tmp_path / "gpu"), summary=None, deadline_s=540.0)
+
+def check(tmp_path, monkeypatch, failed=(), total_ips=60_000.0, cores=16, study_precision="fp32", plan_from=None,
+          concurrent=True) -> "gpu_check.Check":
+    args = argparse.Namespace(device="cuda", quick=False, out=str(tmp_path / "gpu"), summary=None, deadline_s=540.0,
+                              study_precision=study_precision, plan_from=plan_from, skip=set())
     monkeypatch.setattr(gpu_check.os, "cpu_count", lambda: cores)
     c = gpu_check.Check(args)
     c.dry = False
-    c.results = {"tests": {"exit_code": tests_rc},
-                 "concurrent": {"rows": [{"resolution": 64, "runs_at_once": n, "img_s_total": total_ips * f}
-                                         for n, f in ((1, 0.3), (4, 0.9), (8, 1.0))]}}
+    rows = [{"resolution": 64, "runs_at_once": n, "img_s_total": total_ips * f} for n, f in ((1, 0.3), (4, 0.9), (8, 1.0))]
+    c.results = {"tests": {"exit_code": 1 if failed else 0, "failed": list(failed)}}
+    if concurrent:
+        c.results["concurrent"] = {"rows": rows}
     return c
 
 
-def test_seeds_of_an_arm_train_together_when_the_cuda_tests_passed(tmp_path, monkeypatch):
-    c = check(tmp_path, 0, 60_000.0, 16, monkeypatch)
-    plan = c.study_plan(1_000.0)
-    assert (plan["seeds"], plan["together"]) == (3, 3)
+def test_seeds_of_an_arm_train_together_when_the_stack_tests_passed(tmp_path, monkeypatch):
+    plan = check(tmp_path, monkeypatch).study_plan(1_000.0)
+    assert (plan["seeds"], plan["together"], plan["precision"]) == (3, 3, "fp32")
     assert plan["processes"] == 26 and plan["jobs"] == 13 and plan["waves"] == 2
-    # 60,000 img/s shared by 13 processes of 3 seeds; 500 s a wave less 40 s of overhead; batch 128
-    assert plan["steps"] == int((500 - 40) * 60_000 / 39 / 128 // 10 * 10)
+    # 60,000 img/s shared by 13 processes of 3 seeds; 500 s a wave less 25 s of overhead; batch 128
+    assert plan["steps"] == int((500 - 25) * 60_000 / 39 / 128 // 10 * 10)
     assert "--together" not in plan["suite_args"]
 
 
-def test_runs_go_one_per_process_when_the_cuda_tests_failed(tmp_path, monkeypatch):
-    c = check(tmp_path, 1, 60_000.0, 16, monkeypatch)
-    plan = c.study_plan(1_000.0)
+def test_a_stack_failure_at_another_precision_does_not_stop_the_studys(tmp_path, monkeypatch):
+    assert check(tmp_path, monkeypatch, failed=[STACK_TEST.format("bf16")]).study_plan(1_000.0)["together"] == 3
+
+
+@pytest.mark.parametrize("failed", [[STACK_TEST.format("fp32")],
+                                    ["tests/test_cuda.py::test_seed_stack_step_is_sync_free[fp32]"]])
+def test_runs_go_one_per_process_when_the_stack_failed_at_the_studys_precision(tmp_path, monkeypatch, failed):
+    plan = check(tmp_path, monkeypatch, failed=failed).study_plan(1_000.0)
     assert plan["together"] == 1 and plan["jobs"] == 8   # the concurrent stage's best
     assert plan["processes"] == plan["runs"] == 26 * plan["seeds"]
 
 
 @pytest.mark.parametrize("total_ips", [2_000.0, 50.0])
 def test_three_seeds_when_no_plan_reaches_the_wanted_steps(tmp_path, monkeypatch, total_ips):
-    c = check(tmp_path, 0, total_ips, 16, monkeypatch)
-    plan = c.study_plan(300.0)
+    plan = check(tmp_path, monkeypatch, total_ips=total_ips).study_plan(300.0)
     assert plan["steps"] < 1000 and plan["seeds"] == 3
+
+
+def test_a_check_that_skips_the_measurements_plans_from_an_earlier_ones(tmp_path, monkeypatch):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    rows = [{"resolution": 64, "runs_at_once": 4, "img_s_total": 20_000.0}]
+    (earlier / "concurrent.json").write_text(json.dumps({"stage": "concurrent", "result": {"rows": rows}}))
+    plan = check(tmp_path, monkeypatch, plan_from=str(earlier), concurrent=False).study_plan(1_000.0)
+    assert plan["img_s_total"] == 20_000.0
+    without = check(tmp_path, monkeypatch, concurrent=False).study_plan(1_000.0)
+    assert without["img_s_total"] != 20_000.0
+
+
+def test_the_plan_is_no_faster_than_a_stack_ran_alone(tmp_path, monkeypatch):
+    c = check(tmp_path, monkeypatch)
+    c.results["batched"] = {"rows": [{"resolution": 64, "precision": "fp32", "how": "together", "seeds": 4,
+                                      "img_s": 800.0}]}
+    plan = c.study_plan(1_000.0)
+    assert plan["together"] == 3 and plan["img_s_per_seed"] == 200.0   # 800 img/s over 4 seeds

@@ -312,8 +312,7 @@ def test_compile_is_a_reason_to_train_alone():
 
 def test_the_trial_pass_runs_at_the_protocols_precision(monkeypatch):
     """Under bf16 the trial pass says what the step would do: no problem and a step that runs, or the reason
-    and a step that fails (on a CPU, torch 2.14: batchnorm under vmap refuses bf16 activations with fp32
-    weights)."""
+    and a step that fails (on a CPU, torch 2.14: vmap refuses autocast's transposed convolutions)."""
     p = resolve("smoke", ['precision="bf16"', 'device="cpu"', "metrics=[]"])
     G, D = build(p.arch())
     problem = stack_problem(p, G, D, 2, torch.device("cpu"))
