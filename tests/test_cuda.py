@@ -20,6 +20,11 @@ import torch
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 STEPS = 10
+# relative tolerance of seeds together against seeds alone: fp32's reduction order, or under bf16 four units in
+# the last place of a bf16 number (2**-6: autocast rounds every activation to 8 bits of mantissa). On the H200
+# (torch 2.11) the bf16 stack differed from runs alone by up to about 1% of a statistic after 10 steps (1.6e-3 in
+# a gradient norm of 0.80), outside the fp32 tolerance; the bf16 tolerance is set from that run, not yet rerun.
+RTOL = {"fp32": 1e-5, "bf16": 2**-6}
 
 
 def smoke(**changes):
@@ -99,7 +104,8 @@ def test_seeds_together_equal_seeds_alone_on_cuda(variant, precision):
             alone = train_alone(p, variant, seed, STEPS)
             other = train_alone(replace(p, channels_last=True), variant, seed, STEPS)
             slack = 2 * (other.stats - alone.stats).abs()
-            assert ((together[seed].stats - alone.stats).abs() <= 1e-6 + 1e-5 * alone.stats.abs() + slack).all()
+            rtol = RTOL[precision]
+            assert ((together[seed].stats - alone.stats).abs() <= 1e-6 + rtol * alone.stats.abs() + slack).all()
             for net in ("G", "D"):
                 for key, ref in getattr(alone, net).items():
                     got = getattr(together[seed], net)[key]
@@ -107,14 +113,14 @@ def test_seeds_together_equal_seeds_alone_on_cuda(variant, precision):
                         assert torch.equal(got, ref), key
                         continue
                     own = 2 * (getattr(other, net)[key] - ref).abs().max()
-                    torch.testing.assert_close(got, ref, rtol=1e-5, atol=3e-6 + own, msg=f"{net}.{key}")
+                    torch.testing.assert_close(got, ref, rtol=rtol, atol=3e-6 + own, msg=f"{net}.{key}")
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_seeds_trained_together_keep_their_records_on_cuda(tmp_path, precision):
     """``ganbench run --together``'s group on the GPU: each seed's series as its run alone within the CPU
-    tolerance plus twice the trainer's own difference between its two memory layouts (as above). Written on
-    a machine without a GPU: not yet run on one."""
+    tolerance plus twice the trainer's own difference between its two memory layouts (as above). Passed at
+    fp32 on an H200 (results/published/gpu/check-2/tests.txt)."""
     from ganbench.files import read_jsonl
     from ganbench.record import RunSpec
     from ganbench.together import run_together
@@ -132,7 +138,8 @@ def test_seeds_trained_together_keep_their_records_on_cuda(tmp_path, precision):
             assert [row["step"] for row in rows[0]] == [row["step"] for row in rows[1]] == [10, 20]
             for ours, ref, own in zip(*rows):
                 for k in STEP_STATS:
-                    assert abs(ours[k] - ref[k]) <= 1e-6 + 1e-5 * abs(ref[k]) + 2 * abs(own[k] - ref[k]), (seed, k)
+                    bound = 1e-6 + RTOL[precision] * abs(ref[k]) + 2 * abs(own[k] - ref[k])
+                    assert abs(ours[k] - ref[k]) <= bound, (seed, k)
             summary = json.loads((r.spec.run_dir / "summary.json").read_text())
             assert summary["trained_together"] == [{"steps": [0, 20], "seeds": [0, 1]}]
 

@@ -18,15 +18,21 @@ spec.loader.exec_module(gpu_check)
 STACK_TEST = "tests/test_cuda.py::test_seeds_together_equal_seeds_alone_on_cuda[{}-dcgan]"
 
 
+def stack_row(seeds: int, img_s: float, vs_trainer: float) -> dict:
+    return {"resolution": 64, "precision": "fp32", "how": "together", "seeds": seeds, "img_s": img_s,
+            "vs_trainer": vs_trainer}
+
+
 def check(tmp_path, monkeypatch, failed=(), total_ips=60_000.0, cores=16, study_precision="fp32", plan_from=None,
-          concurrent=True) -> "gpu_check.Check":
+          concurrent=True, stack_gain=2.0) -> "gpu_check.Check":
     args = argparse.Namespace(device="cuda", quick=False, out=str(tmp_path / "gpu"), summary=None, deadline_s=540.0,
                               study_precision=study_precision, plan_from=plan_from, skip=set())
     monkeypatch.setattr(gpu_check.os, "cpu_count", lambda: cores)
     c = gpu_check.Check(args)
     c.dry = False
     rows = [{"resolution": 64, "runs_at_once": n, "img_s_total": total_ips * f} for n, f in ((1, 0.3), (4, 0.9), (8, 1.0))]
-    c.results = {"tests": {"exit_code": 1 if failed else 0, "failed": list(failed)}}
+    c.results = {"tests": {"exit_code": 1 if failed else 0, "failed": list(failed)},
+                 "batched": {"rows": [stack_row(4, 4 * total_ips / 8 * stack_gain, stack_gain)]}}
     if concurrent:
         c.results["concurrent"] = {"rows": rows}
     return c
@@ -36,7 +42,8 @@ def test_seeds_of_an_arm_train_together_when_the_stack_tests_passed(tmp_path, mo
     plan = check(tmp_path, monkeypatch).study_plan(1_000.0)
     assert (plan["seeds"], plan["together"], plan["precision"]) == (3, 3, "fp32")
     assert plan["processes"] == 26 and plan["jobs"] == 13 and plan["waves"] == 2
-    # 60,000 img/s shared by 13 processes of 3 seeds; 500 s a wave less 25 s of overhead; batch 128
+    # 60,000 img/s (no more than one stack of 4 seeds: 30,000 x 2) shared by 13 processes of 3 seeds; 500 s a
+    # wave less 25 s of overhead; batch 128
     assert plan["steps"] == int((500 - 25) * 60_000 / 39 / 128 // 10 * 10)
     assert "--together" not in plan["suite_args"]
 
@@ -72,7 +79,14 @@ def test_a_check_that_skips_the_measurements_plans_from_an_earlier_ones(tmp_path
 
 def test_the_plan_is_no_faster_than_a_stack_ran_alone(tmp_path, monkeypatch):
     c = check(tmp_path, monkeypatch)
-    c.results["batched"] = {"rows": [{"resolution": 64, "precision": "fp32", "how": "together", "seeds": 4,
-                                      "img_s": 800.0}]}
+    c.results["batched"] = {"rows": [stack_row(4, 800.0, 1.5)]}
+    plan = c.study_plan(10_000.0)
+    assert plan["together"] == 3 and plan["img_s_per_seed"] == round(800.0 / 39, 1)   # one stack's 800 img/s, 13 x 3 seeds
+
+
+@pytest.mark.parametrize("rows", [[stack_row(4, 7_700.0, 0.54)], []], ids=["slower than the trainer", "not measured"])
+def test_no_stack_where_it_was_not_measured_faster_than_the_trainer(tmp_path, monkeypatch, rows):
+    c = check(tmp_path, monkeypatch)
+    c.results["batched"] = {"rows": rows}
     plan = c.study_plan(1_000.0)
-    assert plan["together"] == 3 and plan["img_s_per_seed"] == 200.0   # 800 img/s over 4 seeds
+    assert plan["together"] == 1 and plan["processes"] == 26 * plan["seeds"]
