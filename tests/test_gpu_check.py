@@ -41,10 +41,10 @@ def check(tmp_path, monkeypatch, failed=(), total_ips=60_000.0, cores=16, study_
 def test_seeds_of_an_arm_train_together_when_the_stack_tests_passed(tmp_path, monkeypatch):
     plan = check(tmp_path, monkeypatch).study_plan(1_000.0)
     assert (plan["seeds"], plan["together"], plan["precision"]) == (3, 3, "fp32")
-    assert plan["processes"] == 26 and plan["jobs"] == 13 and plan["waves"] == 2
-    # 60,000 img/s (no more than one stack of 4 seeds: 30,000 x 2) shared by 13 processes of 3 seeds; 500 s a
+    assert plan["processes"] == 26 and plan["jobs"] == 16 and plan["waves"] == 2   # one process per core
+    # 60,000 img/s (no more than one stack of 4 seeds: 30,000 x 2) shared by 16 processes of 3 seeds; 500 s a
     # wave less 25 s of overhead; batch 128
-    assert plan["steps"] == int((500 - 25) * 60_000 / 39 / 128 // 10 * 10)
+    assert plan["steps"] == int((500 - 25) * 60_000 / 48 / 128 // 10 * 10)
     assert "--together" not in plan["suite_args"]
 
 
@@ -56,14 +56,17 @@ def test_a_stack_failure_at_another_precision_does_not_stop_the_studys(tmp_path,
                                     ["tests/test_cuda.py::test_seed_stack_step_is_sync_free[fp32]"]])
 def test_runs_go_one_per_process_when_the_stack_failed_at_the_studys_precision(tmp_path, monkeypatch, failed):
     plan = check(tmp_path, monkeypatch, failed=failed).study_plan(1_000.0)
-    assert plan["together"] == 1 and plan["jobs"] == 8   # the concurrent stage's best
+    assert plan["together"] == 1 and plan["jobs"] == 16   # one process per core
     assert plan["processes"] == plan["runs"] == 26 * plan["seeds"]
 
 
-@pytest.mark.parametrize("total_ips", [2_000.0, 50.0])
-def test_three_seeds_when_no_plan_reaches_the_wanted_steps(tmp_path, monkeypatch, total_ips):
+@pytest.mark.parametrize("total_ips, seeds", [(20_000.0, 3), (2_000.0, 1), (50.0, 3)])
+def test_three_seeds_wherever_they_train_100_steps(tmp_path, monkeypatch, total_ips, seeds):
+    """3 seeds short of 1,000 steps rather than fewer seeds longer; fewer only where 3 would not reach 100
+    steps; where nothing does, the 3-seed plan, which the stage then skips."""
     plan = check(tmp_path, monkeypatch, total_ips=total_ips).study_plan(300.0)
-    assert plan["steps"] < 1000 and plan["seeds"] == 3
+    assert plan["seeds"] == seeds
+    assert (100 <= plan["steps"] < 1000) if total_ips > 50 else plan["steps"] < 100
 
 
 def test_a_check_that_skips_the_measurements_plans_from_an_earlier_ones(tmp_path, monkeypatch):
@@ -81,7 +84,7 @@ def test_the_plan_is_no_faster_than_a_stack_ran_alone(tmp_path, monkeypatch):
     c = check(tmp_path, monkeypatch)
     c.results["batched"] = {"rows": [stack_row(4, 800.0, 1.5)]}
     plan = c.study_plan(10_000.0)
-    assert plan["together"] == 3 and plan["img_s_per_seed"] == round(800.0 / 39, 1)   # one stack's 800 img/s, 13 x 3 seeds
+    assert plan["together"] == 3 and plan["img_s_per_seed"] == round(800.0 / 48, 1)   # one stack's 800 img/s, 16 x 3 seeds
 
 
 @pytest.mark.parametrize("rows", [[stack_row(4, 7_700.0, 0.54)], []], ids=["slower than the trainer", "not measured"])
@@ -90,3 +93,7 @@ def test_no_stack_where_it_was_not_measured_faster_than_the_trainer(tmp_path, mo
     c.results["batched"] = {"rows": rows}
     plan = c.study_plan(1_000.0)
     assert plan["together"] == 1 and plan["processes"] == 26 * plan["seeds"]
+
+
+def test_fewer_cores_than_the_best_concurrency_still_run_that_many(tmp_path, monkeypatch):
+    assert check(tmp_path, monkeypatch, cores=2, failed=[STACK_TEST.format("fp32")]).study_plan(1_000.0)["jobs"] == 8
