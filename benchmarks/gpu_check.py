@@ -11,12 +11,15 @@ Stages, in order; each one writes its own JSON file (atomically) when it ends, a
 3. ``data``        the data set loaded once (decoded and cached for the later stages)  -> data.json
 4. ``throughput``  ganbench's step at fp32 and bf16 against the PyTorch DCGAN example's loop (fp32),
                    benchmarks/throughput.py's two loops, at the shapes of the GPU protocols  -> throughput.json
-5. ``batched``     K seeds trained together (ganbench.batched) against one            -> batched.json
-6. ``concurrent``  N runs at a time, one process each                                -> concurrent.json
-7. ``mfu``         model FLOPs utilisation of every figure above                      -> mfu.json
-8. ``study``       benchmarks/paper-64.toml through ``ganbench run``, sized to the time left  -> study.json,
+5. ``graphs``      the same with the step captured as one CUDA graph (``cuda_graph = true``)  -> graphs.json
+6. ``batched``     K seeds trained together (ganbench.batched) against one, at fp32 and bf16  -> batched.json
+7. ``concurrent``  N runs at a time, one process each                                -> concurrent.json
+8. ``mfu``         model FLOPs utilisation of every figure above                      -> mfu.json
+9. ``study``       benchmarks/paper-64.toml through ``ganbench run``, sized to the time left  -> study.json,
                    study.log, records/
-9. ``report``      ``ganbench report`` on those records                               -> report.md, report.json
+10. ``report``     ``ganbench report`` on those records                               -> report.md, report.json
+
+``--skip`` leaves stages out (``--plan-from`` then sizes the study from an earlier check's measurements).
 
 A global deadline (``--deadline-s``, from the start) is checked before each stage, and each stage runs
 under an alarm set to the time left, so the script stops by itself, keeping every stage it finished and
@@ -283,26 +286,29 @@ class Check:
         return torch.utils.data.DataLoader(Images(), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                                            persistent_workers=workers > 0)
 
-    def throughput(self, rows) -> dict:
+    def throughput(self, rows, loops: dict[str, tuple[str, bool]] | None = None) -> dict:
+        """ganbench's step against the example's loop, per config; ``loops``: label -> (precision, CUDA graph)."""
         from throughput import ganbench_loop, reference_loop
 
         from ganbench.record import RunSpec
         from ganbench.train import Trainer
 
+        loops = loops or {"ganbench fp32": ("fp32", False), "ganbench bf16": ("bf16", False)}
         steps, reps = (2, 1) if self.args.quick else (self.args.steps, 2)
         for name, res, width, batch in self.configs:
             trainers = {}
-            for precision in ("fp32", "bf16"):
-                trainers[precision] = Trainer(RunSpec(self.proto(res, width, batch, precision), "dcgan", 0))
-                trainers[precision].setup()
-            proto = trainers["fp32"].protocol
-            G, D = trainers["fp32"].variant.build(proto.arch())
+            for label, (precision, graph) in loops.items():
+                proto = self.proto(res, width, batch, precision, f"cuda_graph={str(graph).lower()}")
+                trainers[label] = Trainer(RunSpec(proto, "dcgan", 0))
+                trainers[label].setup()
+            proto = next(iter(trainers.values())).protocol
+            G, D = next(iter(trainers.values())).variant.build(proto.arch())
             G, D = G.to(self.device), D.to(self.device)
             loader = self.reference_loader(res, batch)
-            runs = {"reference fp32": [], "ganbench fp32": [], "ganbench bf16": []}
+            runs = {"reference fp32": [], **{label: [] for label in loops}}
             for _ in range(reps):
-                for precision, trainer in trainers.items():
-                    runs[f"ganbench {precision}"].append(ganbench_loop(trainer, steps))
+                for label, trainer in trainers.items():
+                    runs[label].append(ganbench_loop(trainer, steps))
                 self.sync()
                 runs["reference fp32"].append(reference_loop(G, D, loader, steps, proto.z_dim, self.device))
                 self.sync()
@@ -314,6 +320,12 @@ class Check:
                              "steps": steps})
             del loader
         return {"rows": rows, "steps": steps, "reps": reps, "dataset": self.dataset, "workers": self.args.workers}
+
+    def graphs(self, rows) -> dict:
+        """The step as one CUDA graph (``cuda_graph = true``) against the same step without, and the example."""
+        result = self.throughput(rows, {"ganbench fp32": ("fp32", False), "ganbench fp32 graph": ("fp32", True),
+                                        "ganbench bf16 graph": ("bf16", True)})
+        return {**result, "note": "cuda_graph=true trains without graphs off CUDA (a CPU dry run times the eager step)"}
 
     # -- 5. seeds together ----------------------------------------------------------------------------------
 
@@ -436,12 +448,15 @@ class Check:
 
     def mfu(self, rows) -> dict:
         fl = self.flops()
-        sources = [("throughput", "loop", "img_s"), ("batched", "seeds", "img_s"), ("concurrent", "runs_at_once", "img_s_total")]
+        sources = [("throughput", "loop", "img_s"), ("graphs", "loop", "img_s"), ("batched", "seeds", "img_s"),
+                   ("concurrent", "runs_at_once", "img_s_total")]
         for stage, key, ips_key in sources:
             result = self.results.get(stage) or {}
             for r in result.get("rows", []):
+                if r.get(ips_key) is None:   # a stack that could not train (its problem is in its own table)
+                    continue
                 f = fl[r["resolution"]]
-                if stage == "throughput":
+                if stage in ("throughput", "graphs"):
                     what = r["loop"]
                 elif stage == "batched":
                     what = f"{r['seeds']} seed(s) {'together' if r['how'] == 'together' else 'through the trainer'} ({r['precision']})"
@@ -606,6 +621,7 @@ class Check:
         self.stage("tests", self.tests, 150 if not self.args.quick else 120, 20, reserve_s=self.args.study_min_s)
         self.stage("data", self.data, 150, 5, reserve_s=self.args.study_min_s)
         self.stage("throughput", self.throughput, 120 if not self.args.quick else 60, 10, reserve_s=self.args.study_min_s)
+        self.stage("graphs", self.graphs, 120 if not self.args.quick else 60, 10, reserve_s=self.args.study_min_s)
         self.stage("batched", self.batched, 120 if not self.args.quick else 60, 10, reserve_s=self.args.study_min_s)
         self.stage("concurrent", self.concurrent, 120 if not self.args.quick else 60, 10, reserve_s=self.args.study_min_s)
         self.stage("mfu", self.mfu, 30, 1)
@@ -671,6 +687,11 @@ def render_summary(c: Check) -> str:
                   "example's loop, fp32, DataLoader with per-image transforms and `.item()` every step), dcgan, 3 "
                   "channels, medians of alternating repetitions (throughput.json):", "",
                   _table(r["throughput"].get("rows", []), ["config", "loop", "img_s", "vs_reference", "runs"])]
+    if r.get("graphs"):
+        lines += [f"## The step as one CUDA graph (`cuda_graph = true`){tag}", "",
+                  "The same loops, the step captured as one CUDA graph (`ganbench/graphs.py`) against the step without "
+                  "it and the example's loop, dcgan, medians of alternating repetitions (graphs.json):", "",
+                  _table(r["graphs"].get("rows", []), ["config", "loop", "img_s", "vs_reference", "runs"])]
     if r.get("batched"):
         lines += [f"## Seeds trained together (`ganbench.batched`){tag}", "",
                   "K seeds of dcgan as one vmapped computation against one seed through the trainer; img/s counts "

@@ -63,6 +63,7 @@ class Protocol:
     threads: int = 0                # torch CPU threads (0: torch's default)
     channels_last: bool = True      # channels-last memory format for G, D and batches (faster convolutions)
     compile: bool = False           # torch.compile G's and D's training passes (off until a GPU shows it pays)
+    cuda_graph: bool = False        # the training step as one CUDA graph, on a CUDA device (off until a GPU shows it pays)
     source: str = ""                # where the protocol came from (preset name or file), for messages
 
     def __post_init__(self):

@@ -86,7 +86,7 @@ class RunSpec:
     def identity(self) -> dict[str, Any]:
         """Everything that determines the result (not where it is stored, nor the device or threads)."""
         proto = self.protocol.to_dict()
-        for key in ("source", "description", "device", "threads", "seeds", "compile"):   # how, not what
+        for key in ("source", "description", "device", "threads", "seeds", "compile", "cuda_graph"):   # how, not what
             proto.pop(key)
         if proto["precision"] not in ("fp32", "bf16"):   # what it trains at here: fp32 and bf16 runs are different results
             from ganbench.device import resolve_device, resolve_precision

@@ -31,6 +31,7 @@ from ganbench.data import dataset_spec, load_dataset, to_float, to_uint8
 from ganbench.device import resolve_device, resolve_precision, set_threads
 from ganbench.errors import GanbenchError
 from ganbench.generate import generate, sampler, save_grid, training_copy
+from ganbench.graphs import StepGraph, graph_problem
 from ganbench.plugins import catalog
 from ganbench.record import RunRecord, RunSpec
 
@@ -143,6 +144,9 @@ class Trainer:
         if precision_warning:
             warnings.warn(precision_warning, PrecisionWarning, stacklevel=2)
         self.record = RunRecord(spec.run_dir)
+        self.graph_problem = graph_problem(self.device, p.compile) if p.cuda_graph else None
+        if self.graph_problem:
+            warnings.warn(self.graph_problem, stacklevel=2)
         if p.threads:
             set_threads(p.threads)
 
@@ -164,8 +168,10 @@ class Trainer:
         # the training passes, compiled when the protocol asks (weights, checkpoints and evaluation use G and D)
         self.g_train, self.d_train = ((torch.compile(self.G), torch.compile(self.D)) if p.compile else (self.G, self.D))
         o, scale = self.variant.optim, p.lr_scale
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.g.lr * scale, betas=o.g.betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=o.d.lr * scale, betas=o.d.betas)
+        graphs = p.cuda_graph and self.graph_problem is None   # Adam's step count on the device, for the graph
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.g.lr * scale, betas=o.g.betas, capturable=graphs)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=o.d.lr * scale, betas=o.d.betas, capturable=graphs)
+        self.graph = StepGraph(self) if graphs else None
         self.stream = BatchStream(len(self.data), p.batch_size, spec.seed)
         self.z_fixed = torch.randn(N_FIXED, p.z_dim, generator=_rng(spec.seed, PURPOSE_FIXED)).to(self.device)
         self.step = 0
@@ -197,10 +203,12 @@ class Trainer:
 
     # -- the step --------------------------------------------------------------------------------------
 
-    def _autocast(self) -> torch.autocast:
+    def _autocast(self, graph: bool = False) -> torch.autocast:
         """bf16 autocast of G's and D's forward passes when the protocol asks for it (weights, optimizer
-        state, losses and evaluation stay fp32); a no-op context at fp32."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        state, losses and evaluation stay fp32); a no-op context at fp32. Inside a CUDA graph without its
+        weight cache, as PyTorch requires."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16",
+                              cache_enabled=not graph)
 
     def _to_device(self, t: torch.Tensor) -> torch.Tensor:
         """A CPU tensor (indices, noise) to the training device; on CUDA through pinned memory without
@@ -209,16 +217,33 @@ class Trainer:
             return t.pin_memory().to(self.device, non_blocking=True)
         return t
 
-    def train_step(self, step: int, acc: torch.Tensor) -> None:
+    def batch_inputs(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step ``step``'s batch indices and noise, on the CPU (the same for every device)."""
         p = self.protocol
-        x = to_float(self.data[self._to_device(self.stream.indices(step))]).contiguous(memory_format=self.memory_format)
-        z = self._to_device(torch.randn(p.batch_size, p.z_dim, generator=_rng(self.spec.seed, PURPOSE_NOISE, step)))
+        return (self.stream.indices(step),
+                torch.randn(p.batch_size, p.z_dim, generator=_rng(self.spec.seed, PURPOSE_NOISE, step)))
+
+    def batch_images(self, indices: torch.Tensor) -> torch.Tensor:
+        """The training images at these indices (on the device), as floats in the trainer's memory layout."""
+        return to_float(self.data[indices]).contiguous(memory_format=self.memory_format)
+
+    def train_step(self, step: int, acc: torch.Tensor) -> None:
+        """One training step; its statistics (STEP_STATS) are added to ``acc``, on the device."""
+        if self.graph is not None:
+            self.graph.step(step, acc)
+            return
+        indices, noise = self.batch_inputs(step)
+        acc += self.step_arithmetic(self.batch_images(self._to_device(indices)), self._to_device(noise))
+
+    def step_arithmetic(self, x: torch.Tensor, z: torch.Tensor, graph: bool = False) -> torch.Tensor:
+        """D's step on real ``x`` and G(z), then G's; returns the step's statistics (STEP_STATS)."""
+        p = self.protocol
         ones = torch.ones(p.batch_size, device=self.device)
         zeros = torch.zeros(p.batch_size, device=self.device)
 
         # D: maximise log D(x) + log(1 - D(G(z)))
         self.opt_d.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self._autocast(graph):
             fake = self.g_train(z)
             d_real, d_fake = self.d_train(x).float(), self.d_train(fake.detach()).float()
         d_loss = F.binary_cross_entropy_with_logits(d_real, ones) + F.binary_cross_entropy_with_logits(d_fake, zeros)
@@ -230,7 +255,7 @@ class Trainer:
         # are not needed here (the next D step starts from zero), so they are not computed
         self.opt_g.zero_grad(set_to_none=True)
         self.D.requires_grad_(False)
-        with self._autocast():
+        with self._autocast(graph):
             d_on_fake = self.d_train(fake).float()
         g_loss = F.binary_cross_entropy_with_logits(d_on_fake, ones)
         g_loss.backward()
@@ -239,7 +264,7 @@ class Trainer:
         self.opt_g.step()
 
         with torch.no_grad():
-            acc += torch.stack([g_loss, d_loss, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean(),
+            return torch.stack([g_loss, d_loss, torch.sigmoid(d_real).mean(), torch.sigmoid(d_fake).mean(),
                                 g_norm, d_norm]).detach()
 
     # -- evaluation ------------------------------------------------------------------------------------

@@ -160,3 +160,53 @@ def test_workers_are_placed_on_the_visible_gpus():
 
     n = torch.cuda.device_count()
     assert [device_for_worker(i, requested="cuda") for i in range(n + 1)][-1] == "cuda:0"
+
+
+def _graph_trainer(tmp_path, name, graph: bool):
+    from ganbench.record import RunSpec
+    from ganbench.train import Trainer
+
+    p = smoke(precision='"fp32"', metrics="[]", cuda_graph="true" if graph else "false")
+    trainer = Trainer(RunSpec(p, "dcgan", 0, tmp_path / name))
+    trainer.setup()
+    return trainer
+
+
+def test_the_step_as_a_cuda_graph_trains_as_the_step_without(tmp_path):
+    """``cuda_graph = true``: the same statistics and weights as the eager step within the fp32 tolerance
+    (Adam's capturable update rounds differently), the replay sync-free, captured once."""
+    from ganbench.train import STEP_STATS
+
+    with exact_cuda():
+        runs = {}
+        for graph in (False, True):
+            t = _graph_trainer(tmp_path, f"graph-{graph}", graph)
+            rows = []
+            for step in range(STEPS):
+                acc = torch.zeros(len(STEP_STATS), device=t.device)
+                if graph and step == 2:
+                    with no_syncs():
+                        t.train_step(step, acc)
+                else:
+                    t.train_step(step, acc)
+                rows.append(acc)
+            runs[graph] = (torch.stack(rows).cpu(), t)
+        (eager, te), (graphed, tg) = runs[False], runs[True]
+        assert tg.graph is not None and tg.graph.captures == 1
+        torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-5)
+        for net in ("G", "D"):
+            for (k, x), y in zip(getattr(tg, net).state_dict().items(), getattr(te, net).state_dict().values()):
+                torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=f"{net}.{k}")
+
+
+def test_a_cuda_graph_is_captured_again_after_a_checkpoint_load(tmp_path):
+    from ganbench.train import STEP_STATS
+
+    t = _graph_trainer(tmp_path, "reload", True)
+    acc = torch.zeros(len(STEP_STATS), device=t.device)
+    for step in range(3):
+        t.train_step(step, acc)
+    t._save_checkpoint()
+    assert t._load_checkpoint()
+    t.train_step(3, acc)
+    assert t.graph.captures == 2 and torch.isfinite(acc).all()
