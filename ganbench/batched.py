@@ -32,8 +32,9 @@ it. Batchnorm under vmap refuses autocast's bf16 activations with fp32 weights a
 with torch 2.11 on an H200: "Expected running_mean to have type BFloat16"), so under bf16 the stack's
 batchnorm layers take their input in fp32 and give their output back in the input's dtype: what the
 trainer's batchnorm computes under autocast (fp32 statistics, bf16 out), in the same place. On a CPU (torch
-2.14) vmap still refuses autocast's transposed convolutions, so there bf16 seeds train alone. Its ``channels_last`` is not followed: the copies train in NCHW, which changes the
-result no more than the trainer's own two layouts differ.
+2.14) vmap still refuses autocast's transposed convolutions, so there bf16 seeds train alone. Its
+``channels_last`` is not followed: the copies train in NCHW, which changes the result no more than the
+trainer's own two layouts differ.
 
 A stack starts from fresh networks (``setup``: each seed built as ``Trainer.setup`` builds it) or from given
 ones and their optimizers' Adam state (``load``: the trainers of ``ganbench run --together``, wherever they

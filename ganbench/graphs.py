@@ -16,7 +16,8 @@ is off inside graphs, as PyTorch requires.
 
 A graph holds the addresses of every tensor it reads and writes. Loading a checkpoint or an optimizer state
 replaces Adam's tensors, so before each replay the addresses are compared with those at capture
-(``addresses``), and a changed one means a new capture. Not part of a run's identity (how, not what, like
+(``addresses``), and a changed one means a new capture (Adam made capturable again first: a checkpoint saved
+without graphs brings its own settings). Not part of a run's identity (how, not what, like
 ``compile``); on a CPU, or with ``compile = true``, the trainer trains without graphs and says so once.
 """
 
@@ -56,6 +57,17 @@ def addresses(trainer: Trainer) -> tuple[int, ...]:
     return tuple(t.data_ptr() for t in _state_tensors(trainer))
 
 
+def make_capturable(opt: torch.optim.Optimizer, device: torch.device) -> None:
+    """Adam as a graph needs it: ``capturable`` and its step counts on the device, also after loading a state
+    saved without graphs (a checkpoint's param groups and CPU step counts replace the optimizer's own)."""
+    for group in opt.param_groups:
+        group["capturable"] = True
+    for state in opt.state.values():
+        step = state.get("step")
+        if torch.is_tensor(step) and step.device != device:
+            state["step"] = step.to(device=device, dtype=torch.float32)
+
+
 class Snapshot:
     """The networks' weights and buffers and both optimizers' state, copied, so that steps taken after it
     can be undone in place (the tensors keep their addresses): Adam state that did not exist yet is reset to
@@ -78,8 +90,10 @@ class Snapshot:
             for p, state in opt.state.items():
                 before = saved.get(p, {})
                 for k, v in state.items():
-                    if torch.is_tensor(v):
-                        v.copy_(before[k]) if k in before else v.zero_()
+                    if torch.is_tensor(v) and k in before:
+                        v.copy_(before[k])
+                    elif torch.is_tensor(v):
+                        v.zero_()
 
 
 class StepGraph:
@@ -99,7 +113,10 @@ class StepGraph:
         return self.trainer.step_arithmetic(self.trainer.batch_images(self.idx), self.z, graph=True)
 
     def capture(self) -> None:
-        snapshot = Snapshot(self.trainer)
+        t = self.trainer
+        make_capturable(t.opt_g, t.device)
+        make_capturable(t.opt_d, t.device)
+        snapshot = Snapshot(t)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):

@@ -210,3 +210,22 @@ def test_a_cuda_graph_is_captured_again_after_a_checkpoint_load(tmp_path):
     assert t._load_checkpoint()
     t.train_step(3, acc)
     assert t.graph.captures == 2 and torch.isfinite(acc).all()
+
+
+def test_a_run_checkpointed_without_graphs_resumes_with_them(tmp_path):
+    """A checkpoint's Adam state (not capturable, step counts on the CPU) is made capturable before the capture."""
+    from ganbench.train import STEP_STATS
+
+    with exact_cuda():
+        eager = _graph_trainer(tmp_path, "resume", False)
+        acc = torch.zeros(len(STEP_STATS), device=eager.device)
+        for step in range(3):
+            eager.train_step(step, acc)
+        eager._save_checkpoint()
+        graphed = _graph_trainer(tmp_path, "resume", True)
+        assert graphed._load_checkpoint()
+        for step in range(3, 6):
+            graphed.train_step(step, acc)
+            eager.train_step(step, acc)
+        for (k, x), y in zip(graphed.G.state_dict().items(), eager.G.state_dict().values()):
+            torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=f"G.{k}")

@@ -69,3 +69,16 @@ def test_loading_a_checkpoint_changes_the_addresses_a_graph_holds(tmp_path):
     held = addresses(t)
     assert t._load_checkpoint()
     assert addresses(t) != held            # Adam's state is new tensors: the graph is captured again
+
+
+def test_adam_is_made_capturable_after_loading_a_state_saved_without(tmp_path):
+    from ganbench.graphs import make_capturable
+
+    t = trainer(tmp_path)
+    steps(t, 0, 2)
+    state = t.opt_g.state_dict()
+    t.opt_g.load_state_dict(state)
+    assert not t.opt_g.param_groups[0]["capturable"]
+    make_capturable(t.opt_g, torch.device("cpu"))
+    assert all(g["capturable"] for g in t.opt_g.param_groups)
+    assert all(s["step"].dtype == torch.float32 for s in t.opt_g.state.values())
