@@ -498,7 +498,8 @@ class Check:
         # instead of per seed. (On the H200 a stack paid at 32 px but ran at 0.53x the trainer at 64 px, fp32,
         # where a study planned on the trainer's rate did not reach its one evaluation: check-2.)
         tests = self.results.get("tests") or {}
-        stack_failures = [t for t in tests.get("failed", []) if ("together" in t or "seed_stack" in t) and precision in t]
+        stack_failures = [t for t in tests.get("failed", [])
+                          if ("together" in t or "seed_stack" in t) and precision in t]
         stack_tested = tests.get("exit_code") in (0, 1) and not stack_failures
         conc = (self.results.get("concurrent") or self.earlier("concurrent")).get("rows", [])
         at_res = [r for r in conc if r["resolution"] == res] or conc
@@ -540,8 +541,19 @@ class Check:
                           "precision": precision})
         # 3 seeds (the study's minimum) wherever they train a useful number of steps, else fewer
         plan = next((p for p in plans if p["steps"] >= (10 if self.args.quick else 100)), plans[0])
-        plan.update(suite_args=suite_args, resolution=res, channels=channels)
+        plan.update(suite_args=suite_args, resolution=res, channels=channels,
+                    cuda_graph=self.graph_pays(res, precision) and plan["together"] == 1)
         return plan
+
+    def graph_pays(self, res: int, precision: str) -> bool:
+        """Whether the graphs stage measured the step as a CUDA graph faster than without at this resolution and
+        precision, and no CUDA test of the graph failed (the plan's rates stay those measured without graphs)."""
+        graphs = (self.results.get("graphs") or {}).get("rows", [])
+        rows = {r["loop"]: r["img_s"] for r in graphs if r["resolution"] == res}
+        failed = [t for t in (self.results.get("tests") or {}).get("failed", []) if "graph" in t]
+        tested = (self.results.get("tests") or {}).get("exit_code") in (0, 1) and not failed
+        eager, graph = rows.get(f"ganbench {precision}"), rows.get(f"ganbench {precision} graph")
+        return bool(tested and eager and graph and graph > eager and not self.dry)
 
     def earlier(self, stage: str) -> dict:
         """A stage's result from an earlier check on this device (``--plan-from DIR``), for a check that skips it."""
@@ -575,10 +587,13 @@ class Check:
             metrics = ["stability", "cost"]
         plan["metrics"] = metrics
         cmd = [self.py, "-m", "ganbench", "run", *plan["suite_args"], "--seeds", str(plan["seeds"]),
-               "--jobs", str(plan["jobs"]), "--together", str(plan["together"]), "--device", self.args.device, "--results", str(self.out / "records"),
+               "--jobs", str(plan["jobs"]), "--together", str(plan["together"]), "--device", self.args.device,
+               "--results", str(self.out / "records"),
                "--set", f'name="{name}"', "--set", f"steps={plan['steps']}", "--set", f"eval_every={plan['steps']}",
                "--set", f'precision="{plan["precision"]}"', "--set", f"n_eval={n}", "--set", f"n_final={n}",
                "--set", f"n_real={n}", "--set", "metrics=[" + ",".join(f'"{m}"' for m in metrics) + "]"]
+        if plan.get("cuda_graph"):
+            cmd += ["--set", "cuda_graph=true"]
         if not self.args.quick:
             cmd += ["--set", f'dataset="{self.dataset}"']
         t = time.monotonic()
@@ -696,8 +711,8 @@ def render_summary(c: Check) -> str:
         lines += [f"## Seeds trained together (`ganbench.batched`){tag}", "",
                   "K seeds of dcgan as one vmapped computation against one seed through the trainer; img/s counts "
                   "every seed's images (batched.json):", "",
-                  _table(r["batched"].get("rows", []), ["config", "precision", "how", "seeds", "img_s", "vs_trainer", "problem",
-                                                        "peak_memory_gib"])]
+                  _table(r["batched"].get("rows", []), ["config", "precision", "how", "seeds", "img_s", "vs_trainer",
+                                                        "problem", "peak_memory_gib"])]
     if r.get("concurrent"):
         lines += [f"## Runs at a time, one process each{tag}", "",
                   "N processes each training dcgan (Trainer.train_step) for the same seconds, started together; "
@@ -718,7 +733,8 @@ def render_summary(c: Check) -> str:
                   f"Plan from the time left: {plan.get('seeds')} seed(s) x {len(plan.get('variants', []))} variants = "
                   f"{plan.get('runs')} runs ({plan.get('together')} seed(s) of an arm trained together per process), "
                   f"{plan.get('jobs')} processes at a time, {plan.get('steps')} steps each at "
-                  f"{plan.get('precision')} (study.json).", ""]
+                  f"{plan.get('precision')}{', the step as a CUDA graph' if plan.get('cuda_graph') else ''} "
+                  "(study.json).", ""]
         if s.get("command"):
             lines += [f"`{s['command']}`", "", f"Exit {s.get('exit_code')}"
                       f"{' (stopped at the deadline; finished runs are kept, the rest resume with the same command)' if s.get('stopped_at_deadline') else ''}; "

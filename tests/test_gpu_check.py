@@ -30,7 +30,8 @@ def check(tmp_path, monkeypatch, failed=(), total_ips=60_000.0, cores=16, study_
     monkeypatch.setattr(gpu_check.os, "cpu_count", lambda: cores)
     c = gpu_check.Check(args)
     c.dry = False
-    rows = [{"resolution": 64, "runs_at_once": n, "img_s_total": total_ips * f} for n, f in ((1, 0.3), (4, 0.9), (8, 1.0))]
+    rows = [{"resolution": 64, "runs_at_once": n, "img_s_total": total_ips * f}
+            for n, f in ((1, 0.3), (4, 0.9), (8, 1.0))]
     c.results = {"tests": {"exit_code": 1 if failed else 0, "failed": list(failed)},
                  "batched": {"rows": [stack_row(4, 4 * total_ips / 8 * stack_gain, stack_gain)]}}
     if concurrent:
@@ -84,7 +85,8 @@ def test_the_plan_is_no_faster_than_a_stack_ran_alone(tmp_path, monkeypatch):
     c = check(tmp_path, monkeypatch)
     c.results["batched"] = {"rows": [stack_row(4, 800.0, 1.5)]}
     plan = c.study_plan(10_000.0)
-    assert plan["together"] == 3 and plan["img_s_per_seed"] == round(800.0 / 48, 1)   # one stack's 800 img/s, 16 x 3 seeds
+    assert plan["together"] == 3
+    assert plan["img_s_per_seed"] == round(800.0 / 48, 1)   # one stack's 800 img/s over 16 processes of 3 seeds
 
 
 @pytest.mark.parametrize("rows", [[stack_row(4, 7_700.0, 0.54)], []], ids=["slower than the trainer", "not measured"])
@@ -97,3 +99,15 @@ def test_no_stack_where_it_was_not_measured_faster_than_the_trainer(tmp_path, mo
 
 def test_fewer_cores_than_the_best_concurrency_still_run_that_many(tmp_path, monkeypatch):
     assert check(tmp_path, monkeypatch, cores=2, failed=[STACK_TEST.format("fp32")]).study_plan(1_000.0)["jobs"] == 8
+
+
+GRAPH_TEST = "tests/test_cuda.py::test_the_step_as_a_cuda_graph_trains_as_the_step_without"
+
+
+@pytest.mark.parametrize("graph_ips, failed, expected", [(30_000.0, [], True), (10_000.0, [], False),
+                                                         (30_000.0, [GRAPH_TEST], False)])
+def test_the_study_steps_as_a_graph_where_it_was_measured_faster(tmp_path, monkeypatch, graph_ips, failed, expected):
+    c = check(tmp_path, monkeypatch, failed=failed, stack_gain=0.5)
+    c.results["graphs"] = {"rows": [{"resolution": 64, "loop": "ganbench fp32", "img_s": 14_000.0},
+                                    {"resolution": 64, "loop": "ganbench fp32 graph", "img_s": graph_ips}]}
+    assert c.study_plan(1_000.0)["cuda_graph"] is expected
