@@ -261,6 +261,15 @@ def test_judge_directions_and_the_adjusted_p():
         S.judge("bigger", False, worse)
 
 
+def test_arms_that_never_vary_get_no_mde_of_zero():
+    flat = S.compare_continuous([10, 10, 10, 10, 10], [10, 10, 10, 10, 10])     # modes saturated in both arms
+    assert math.isnan(flat.mde)                                             # not 0: no power estimate
+    reason = S.judge("worse", True, flat).reason
+    assert "neither arm varied" in reason and ">= 0" not in reason
+    varied = S.compare_continuous([9, 10, 10, 10, 10], [10, 10, 10, 10, 10])
+    assert "detectable at 80% power: >= " in S.judge("worse", True, varied).reason
+
+
 def test_three_seeds_are_underpowered_for_a_continuous_claim_at_005():
     c = S.compare_continuous([50.0, 52.0, 55.0], [40.0, 41.0, 39.0], log_scale=True)
     v = S.judge("worse", False, c)

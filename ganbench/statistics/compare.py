@@ -28,7 +28,8 @@ def compare_continuous(variant: Iterable[float], baseline: Iterable[float], *, l
     (variant - baseline) with Welch's t-interval.
     The p-value: ``exact_p`` (``exact_test``) when either arm has fewer than ``EXACT_BELOW`` values, or when
     neither arm has any spread; otherwise Welch's t-test. Both on the scale of the estimate.
-    The MDE: ``minimum_detectable_effect`` at ``alpha`` and power 0.8 with the arms' pooled SD and sizes.
+    The MDE: ``minimum_detectable_effect`` at ``alpha`` and power 0.8 with the arms' pooled SD and sizes (NaN
+    when neither arm varies: a pooled SD of 0 gives no power estimate).
     Assumes independent seeds; Welch's test and interval assume roughly normal (log) values."""
     _check_level(level, "level")
     a, dropped_a = _clean(variant)
@@ -59,7 +60,8 @@ def compare_continuous(variant: Iterable[float], baseline: Iterable[float], *, l
                  else 2 / (MONTE_CARLO_RESAMPLES + 1))
     else:
         p, test, min_p = welch_p, "welch", 0.0
-    mde = minimum_detectable_effect(sd, len(xa), len(xb), alpha) if len(xa) and len(xb) else math.nan
+    # no spread in either arm: an MDE of 0 would claim any change shows; these seeds give no power estimate
+    mde = minimum_detectable_effect(sd, len(xa), len(xb), alpha) if len(xa) and len(xb) and sd != 0 else math.nan
     log = scale == LOG_RATIO
     return Comparison(
         scale=scale, estimate=estimate, ci_low=low, ci_high=high, level=level,

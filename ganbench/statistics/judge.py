@@ -16,6 +16,8 @@ def _detectable(c: Comparison) -> str:
     if c.test.startswith("fisher"):
         return (f"detectable: at least {c.mde:.0%} of variant runs against none of the baseline's"
                 if math.isfinite(c.mde) else "no count of events is detectable at these n")
+    if c.sd_pooled == 0:
+        return "no detectable effect from these seeds: neither arm varied (every run the same value)"
     if not math.isfinite(c.mde):
         return "no detectable effect could be computed"
     if c.scale == LOG_RATIO:
@@ -70,7 +72,7 @@ def judge(expected: str, higher_is_better: bool | None, comparison: Comparison, 
         if sig:
             return Verdict("contradicted", f"differs significantly: {observed} ({effect}, {ptxt}, {n})")
         tost = f"TOST p={pe:.3g}" if math.isfinite(pe) else "no TOST p"
-        wide = (c.mde > equivalence.margin) if math.isfinite(c.mde) else not math.isfinite(pe)
+        wide = (c.mde > equivalence.margin) if math.isfinite(c.mde) else (c.sd_pooled != 0 and not math.isfinite(pe))
         if wide:
             return Verdict("underpowered", f"cannot show sameness at these n: {_detectable(c)}, wider than the margin "
                                            f"{margin} ({effect}, {tost}, {n})")
