@@ -21,10 +21,15 @@ from ganbench.report import build_report
 from ganbench.statistics import LOG_RATIO
 
 def _mde(row) -> str:
-    """The MDE of an inconclusive verdict (underpowered ones could not have been decided at all)."""
+    """The MDE of an inconclusive verdict, in one test and at the correction's strictest level (underpowered
+    ones could not have been decided at all)."""
     if not (isinstance(row.mde, float) and math.isfinite(row.mde)) or row.verdict != "inconclusive":
         return ""
-    return f", MDE {row.mde:.2f}x" if row.scale == LOG_RATIO else f", MDE {row.mde:.3g}"
+    form = "{:.2f}x" if row.scale == LOG_RATIO else "{:.3g}"
+    strict = row.mde_corrected
+    corrected = (f" ({form.format(strict)} corrected)" if isinstance(strict, float) and math.isfinite(strict)
+                 and strict != row.mde else "")
+    return f", MDE {form.format(row.mde)}{corrected}"
 
 
 def _arm(row) -> str:

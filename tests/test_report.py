@@ -184,6 +184,23 @@ def test_three_seeds_cannot_be_significant_and_say_so(tmp_path):
     assert "cannot reach p < 0.05" in dies["reason"]
 
 
+def test_verdicts_that_no_outcome_could_make_significant_after_the_correction_say_underpowered(tmp_path):
+    # two variants at 4 seeds each against the baseline, perfectly separated: alone each would pass
+    # (p = 2/C(8, 4) = 0.029), but Holm's first step over 2 comparisons needs p < 0.025, which 4 vs 4 cannot give
+    base = (100.0, 101.0, 99.0, 102.0)
+    for seed, b in enumerate(base):
+        write_run(tmp_path, "dcgan", seed, {"fid": b}, rule="-")
+        for k, name in enumerate(("worse-a", "worse-b")):
+            write_run(tmp_path, name, seed, {"fid": b * (1.5 + k / 10)}, rule="R1", expects={"fid": "worse"})
+    alone = rep.build_report(tmp_path, correction="none").claims.set_index("variant")
+    assert (alone.loc[["worse-a", "worse-b"], "verdict"] == "supported").all()
+    held = rep.build_report(tmp_path).claims.set_index("variant")
+    for name in ("worse-a", "worse-b"):
+        row = held.loc[name]
+        assert row["p_adjusted"] == pytest.approx(2 * 2 / 70) and row["verdict"] == "underpowered"
+        assert "after the correction across 2 comparisons" in row["reason"]
+
+
 def test_aggregates_are_the_textbook_numbers(report_known):
     r = rep.build_report(report_known)
     agg = r.aggregates.set_index(["variant", "metric"])

@@ -276,6 +276,35 @@ def test_three_seeds_are_underpowered_for_a_continuous_claim_at_005():
     assert v.verdict == "underpowered" and "smallest p 0.1" in v.reason
 
 
+def test_five_seeds_cannot_pass_holm_over_many_comparisons_and_say_so():
+    # 5 vs 5, perfectly separated: the exact test's smallest p is 2/C(10, 5) = 0.0079, below 0.05 alone
+    c = S.compare_continuous([50.0, 52.0, 55.0, 51.0, 53.0], [40.0, 41.0, 39.0, 42.0, 40.5], log_scale=True)
+    assert c.min_p == pytest.approx(2 / 252) and S.judge("worse", False, c).verdict == "supported"
+    family = 31
+    floor = S.adjust_pvalues([c.min_p] * family, "holm")[0]          # every comparison at its best: 31 x 0.0079
+    assert floor == pytest.approx(family * 2 / 252)
+    v = S.judge("worse", False, c, p_adjusted=floor, p_floor=floor, family=family)
+    assert v.verdict == "underpowered"
+    assert "after the correction across 31 comparisons" in v.reason and "adjusted 0.246" in v.reason
+    # with a family whose best case could pass, the same comparison is merely not significant
+    v = S.judge("worse", False, c, p_adjusted=0.2, p_floor=0.04, family=5)
+    assert v.verdict == "inconclusive"
+
+
+def test_the_mde_at_the_corrections_strictest_level_is_larger():
+    c = S.compare_continuous([50.0, 60.0, 55.0, 45.0, 52.0, 58.0], [50.0, 47.0, 53.0, 49.0, 51.0, 55.0],
+                             log_scale=True)
+    assert S.strict_mde(c, 0.05, 1) == c.mde
+    strict = S.strict_mde(c, 0.05, 20)
+    assert strict == pytest.approx(S.minimum_detectable_effect(c.sd_pooled, 6, 6, 0.05 / 20)) and strict > c.mde
+    reason = S.judge("worse", False, c, family=20).reason
+    assert f">= {math.exp(c.mde):.2f}x in one test" in reason
+    assert f">= {math.exp(strict):.2f}x at the correction's strictest level (alpha/20)" in reason
+    events = S.compare_binary([1, 1, 1, 0, 0, 0, 0, 0], [0] * 8)       # Fisher: 5 of 8 in one test, 8 of 8 at /4
+    assert S.strict_mde(events, 0.05, 1) == pytest.approx(5 / 8)
+    assert S.strict_mde(events, 0.05, 4) == pytest.approx(S.fisher_events_needed(8, 8, 0.0125) / 8)
+
+
 @pytest.mark.parametrize("verdicts, expected", [
     ([], "untested"),
     (["untested", "untested"], "untested"),

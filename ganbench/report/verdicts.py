@@ -60,7 +60,7 @@ class Settings:
 
 CLAIM_COLUMNS = ["protocol", "rule", "claim", "text", "variant", "baseline", "metric", "expected", "better", "n_variant",
                  "n_baseline", "center_variant", "center_baseline", "scale", "estimate", "ci_low", "ci_high", "effect",
-                 "test", "p_value", "p_adjusted", "p_equivalence", "mde", "converged_variant", "converged_baseline",
+                 "test", "p_value", "p_adjusted", "p_equivalence", "mde", "mde_corrected", "converged_variant", "converged_baseline",
                  "confounded", "verdict", "reason"]
 
 
@@ -175,9 +175,14 @@ def judge_claims(runs: pd.DataFrame, directions: Mapping[str, bool | None], colu
     adjusted = st.adjust_pvalues([c.p for _, c, _, _ in pending], settings.correction)
     tost = [i for i, (_, _, eq, _) in enumerate(pending) if eq is not None]
     tost_adjusted = dict(zip(tost, st.adjust_pvalues([pending[i][2].p for i in tost], settings.correction)))
+    # each comparison's best case after the correction: the correction of every comparison's smallest p
+    floors = st.adjust_pvalues([c.min_p if math.isfinite(c.p) else math.nan for _, c, _, _ in pending],
+                               settings.correction)
+    family = sum(math.isfinite(c.p) for _, c, _, _ in pending) if settings.correction != "none" else 1
     for i, (row, c, eq, hib) in enumerate(pending):
         verdict = st.judge(row["expected"], hib, c, p_adjusted=adjusted[i], equivalence=eq,
-                           p_equivalence_adjusted=tost_adjusted.get(i), alpha=settings.alpha)
+                           p_equivalence_adjusted=tost_adjusted.get(i), p_floor=floors[i], family=family,
+                           alpha=settings.alpha)
         reason = verdict.reason
         unconverged = [f"{arm} {k}" for arm, k in (("variant", row["converged_variant"]),
                                                   ("baseline", row["converged_baseline"]))
@@ -186,7 +191,9 @@ def judge_claims(runs: pd.DataFrame, directions: Mapping[str, bool | None], colu
             reason += f"; drawn from unconverged runs (converged: {', '.join(unconverged)})"
         if row["confounded"]:
             reason += f"; confounded: the arms differ in {row['confounded']}"
-        row.update(p_adjusted=adjusted[i], verdict=verdict.verdict, reason=reason)
+        strict = st.strict_mde(c, settings.alpha, family)
+        row.update(p_adjusted=adjusted[i], verdict=verdict.verdict, reason=reason,
+                   mde_corrected=math.exp(strict) if c.scale == st.LOG_RATIO else strict)
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
@@ -292,9 +299,11 @@ def definitions(settings: Settings) -> dict[str, str]:
         "supported": "worse/better: significant after correction in the predicted direction; same: equivalent by TOST "
                      f"within [{1 / m:.3f}, {m:.3f}]x",
         "contradicted": "significant after correction the other way (same: a significant difference)",
-        "inconclusive": "neither; the reason gives the smallest effect detectable at 80% power with these seeds",
-        "underpowered": "no outcome could have been significant at these seed counts (e.g. 3 vs 3 with an exact test: "
-                        "p >= 0.1), or, for 'same', the detectable effect is wider than the margin",
+        "inconclusive": "neither; the reason gives the smallest effect detectable at 80% power with these seeds, in one "
+                        "test and at the correction's strictest level (alpha / the number of comparisons)",
+        "underpowered": "no outcome could have been significant at these seed counts, after the correction (e.g. 3 vs 3 "
+                        "with an exact test: p >= 0.1; 5 vs 5: p >= 0.0079, times the family's size at Holm's first "
+                        "step), or, for 'same', the detectable effect is wider than the margin",
         "untested": "no arm of this study can test the claim: the reason says what it needs",
         "rule verdict": "from its tested claims: supported when at least one is supported and none contradicted; "
                         "contradicted the other way round; inconclusive when they disagree or none is decided; "

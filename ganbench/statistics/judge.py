@@ -8,21 +8,43 @@ from typing import Iterable
 
 
 from ganbench.statistics.core import (ALPHA, Comparison, EXPECTATIONS, Equivalence, LOG_RATIO, StatisticsError, VERDICTS, Verdict, _check_level)
-from ganbench.statistics.compare import format_effect
+from ganbench.statistics.compare import fisher_events_needed, format_effect
+from ganbench.statistics.power import minimum_detectable_effect
 
 
 
-def _detectable(c: Comparison) -> str:
+def strict_mde(c: Comparison, alpha: float, family: int) -> float:
+    """The comparison's MDE at the correction's strictest level, ``alpha / family`` (Holm's first step,
+    Bonferroni's every step), on the scale of ``c.mde``: what these seeds detect at 80% power whatever the
+    other comparisons of the family show. ``c.mde`` itself is the MDE of one test at ``alpha``."""
+    if family <= 1:
+        return c.mde
     if c.test.startswith("fisher"):
-        return (f"detectable: at least {c.mde:.0%} of variant runs against none of the baseline's"
-                if math.isfinite(c.mde) else "no count of events is detectable at these n")
+        needed = fisher_events_needed(c.n_a, c.n_b, alpha / family)
+        return needed / c.n_a if needed else math.nan
+    if not (math.isfinite(c.sd_pooled) and c.sd_pooled > 0):
+        return math.nan
+    return minimum_detectable_effect(c.sd_pooled, c.n_a, c.n_b, alpha / family)
+
+
+def _mde_text(c: Comparison, mde: float) -> str:
+    if c.test.startswith("fisher"):
+        return f"{mde:.0%} of variant runs against none of the baseline's"
+    return f"{math.exp(mde):.2f}x" if c.scale == LOG_RATIO else f"{mde:.3g}"
+
+
+def _detectable(c: Comparison, alpha: float = ALPHA, family: int = 1) -> str:
     if c.sd_pooled == 0:
         return "no detectable effect from these seeds: neither arm varied (every run the same value)"
     if not math.isfinite(c.mde):
-        return "no detectable effect could be computed"
-    if c.scale == LOG_RATIO:
-        return f"detectable at 80% power: >= {c.mde_ratio:.2f}x"
-    return f"detectable at 80% power: >= {c.mde:.3g}"
+        return ("no count of events is detectable at these n" if c.test.startswith("fisher")
+                else "no detectable effect could be computed")
+    text = f"detectable at 80% power: >= {_mde_text(c, c.mde)} in one test"
+    if family > 1:
+        strict = strict_mde(c, alpha, family)
+        text += (f", >= {_mde_text(c, strict)} at the correction's strictest level (alpha/{family})"
+                 if math.isfinite(strict) else f", none at the correction's strictest level (alpha/{family})")
+    return text
 
 
 def _observed(estimate: float, higher_is_better: bool | None) -> str:
@@ -35,15 +57,19 @@ def _observed(estimate: float, higher_is_better: bool | None) -> str:
 
 def judge(expected: str, higher_is_better: bool | None, comparison: Comparison, *, p_adjusted: float | None = None,
           equivalence: Equivalence | None = None, p_equivalence_adjusted: float | None = None,
-          alpha: float = ALPHA) -> Verdict:
+          p_floor: float | None = None, family: int = 1, alpha: float = ALPHA) -> Verdict:
     """The verdict on one claim: the variant's metric is expected "worse", "better" or "same" as the
     baseline's ("higher" / "lower" for a metric with no better direction).
 
     ``p_adjusted`` is the comparison's p after the report's multiplicity correction (default: the raw p).
     "worse"/"better": supported when the adjusted p < ``alpha`` and the effect goes the predicted way;
     contradicted when it is significant the other way; otherwise underpowered when the test could not
-    reach ``alpha`` at these n even with perfect separation (``comparison.min_p >= alpha``), else
-    inconclusive, with the smallest detectable effect in the reason.
+    reach ``alpha`` at these n even with perfect separation, else inconclusive, with the smallest
+    detectable effect in the reason. ``p_floor``: the smallest adjusted p the comparison could get at
+    these n (the correction applied to every comparison's smallest p, ``comparison.min_p``: a lower bound
+    on its adjusted p whatever the data, since Holm's and BH's adjusted p-values never fall when a p
+    rises); default ``comparison.min_p``. ``family``: how many comparisons were corrected together; above
+    1 the reason gives the detectable effect at ``alpha / family`` too (``strict_mde``).
     "same": needs ``equivalence`` (TOST; its p adjusted by ``p_equivalence_adjusted`` if given): supported
     when the TOST p < ``alpha``; contradicted when the difference is significant; otherwise underpowered
     when the detectable effect is larger than the equivalence margin (the seeds could not tell a change of
@@ -60,6 +86,8 @@ def judge(expected: str, higher_is_better: bool | None, comparison: Comparison, 
     sig = math.isfinite(p) and p < alpha
     ptxt = f"p={p:.3g}{' adjusted' if p_adjusted is not None else ''}, {c.test}" if math.isfinite(p) else "no p-value"
     observed = _observed(c.estimate, higher_is_better) if math.isfinite(c.estimate) else ""
+    floor = c.min_p if p_floor is None else p_floor
+    corrected = f" after the correction across {family} comparisons" if family > 1 and floor != c.min_p else ""
 
     if expected == "same":
         if equivalence is None:
@@ -76,10 +104,10 @@ def judge(expected: str, higher_is_better: bool | None, comparison: Comparison, 
         if wide:
             return Verdict("underpowered", f"cannot show sameness at these n: {_detectable(c)}, wider than the margin "
                                            f"{margin} ({effect}, {tost}, {n})")
-        blind = (f"; {c.test} cannot reach p < {alpha:g} at these n, so no difference can be shown"
-                 if not (math.isfinite(c.min_p) and c.min_p < alpha) else "")
+        blind = (f"; {c.test} cannot reach p < {alpha:g}{corrected} at these n, so no difference can be shown"
+                 if not (math.isfinite(floor) and floor < alpha) else "")
         return Verdict("inconclusive", f"neither equivalent nor different ({effect}, {tost}, {ptxt}; "
-                                       f"{_detectable(c)}, {n}){blind}")
+                                       f"{_detectable(c, alpha, family)}, {n}){blind}")
 
     if expected in ("worse", "better") and higher_is_better is None:
         return Verdict("inconclusive", f"the metric has no better direction; expect 'higher' or 'lower' ({effect})")
@@ -89,10 +117,11 @@ def judge(expected: str, higher_is_better: bool | None, comparison: Comparison, 
         return Verdict("supported", f"significantly {observed} ({effect}, {ptxt}, {n})")
     if sig and observed and observed != "same":
         return Verdict("contradicted", f"significantly {observed}, not {expected} ({effect}, {ptxt}, {n})")
-    if not (math.isfinite(c.min_p) and c.min_p < alpha):
-        return Verdict("underpowered", f"{c.test} cannot reach p < {alpha:g} at {n} even with perfect separation "
-                                       f"(smallest p {c.min_p:.3g}); {effect}, {_detectable(c)}")
-    return Verdict("inconclusive", f"not significant ({effect}, {ptxt}; {_detectable(c)}, {n})")
+    if not (math.isfinite(floor) and floor < alpha):
+        smallest = f"smallest p {c.min_p:.3g}" + (f", adjusted {floor:.3g}" if floor != c.min_p else "")
+        return Verdict("underpowered", f"{c.test} cannot reach p < {alpha:g}{corrected} at {n} even with perfect "
+                                       f"separation ({smallest}); {effect}, {_detectable(c, alpha, family)}")
+    return Verdict("inconclusive", f"not significant ({effect}, {ptxt}; {_detectable(c, alpha, family)}, {n})")
 
 
 def combine(verdicts: Iterable[str | Verdict]) -> Verdict:
