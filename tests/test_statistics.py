@@ -276,6 +276,13 @@ def test_three_seeds_are_underpowered_for_a_continuous_claim_at_005():
     assert v.verdict == "underpowered" and "smallest p 0.1" in v.reason
 
 
+def test_seeds_needed_at_a_corrected_alpha_stop_at_welchs_threshold():
+    # a huge effect needs only the fewest seeds whose test can reach alpha: 4 at 0.05 (exact test); at
+    # 0.05/31 no exact test below 6 seeds can, and from 6 seeds on the report uses Welch's t, so 6, not 7
+    assert S.seeds_needed(10.0, 0.1, alpha=0.05) == 4
+    assert S.seeds_needed(10.0, 0.1, alpha=0.05 / 31) == S.EXACT_BELOW == 6
+
+
 def test_five_seeds_cannot_pass_holm_over_many_comparisons_and_say_so():
     # 5 vs 5, perfectly separated: the exact test's smallest p is 2/C(10, 5) = 0.0079, below 0.05 alone
     c = S.compare_continuous([50.0, 52.0, 55.0, 51.0, 53.0], [40.0, 41.0, 39.0, 42.0, 40.5], log_scale=True)

@@ -7,7 +7,8 @@ from functools import lru_cache
 
 from scipy import optimize, stats
 
-from ganbench.statistics.core import (ALPHA, DEFAULT_RATIO, POWER, StatisticsError, _check_level, can_reach_alpha)
+from ganbench.statistics.core import (ALPHA, DEFAULT_RATIO, EXACT_BELOW, POWER, StatisticsError, _check_level,
+                                      can_reach_alpha)
 
 
 
@@ -100,8 +101,9 @@ def seeds_needed(effect: float, sd: float, alpha: float = ALPHA, target: float =
     """The smallest number of seeds per arm (equal arms) at which a two-sided t-test at ``alpha`` detects
     a true difference ``effect`` with power ``target`` (see ``power``), given the common SD ``sd`` (e.g.
     ``pooled_sd`` of a pilot). Never fewer than the smallest n at which the exact test, used below
-    ``EXACT_BELOW`` seeds, could reach ``alpha`` at all (4 at alpha 0.05). None when more than ``max_n``
-    would be needed or the effect is 0."""
+    ``EXACT_BELOW`` seeds, could reach ``alpha`` at all (4 at alpha 0.05; at a corrected alpha below 2/252,
+    ``EXACT_BELOW``, where Welch's test takes over). None when more than ``max_n`` would be needed or the
+    effect is 0."""
     _check_level(alpha, "alpha")
     _check_level(target, "target power")
     if not (math.isfinite(effect) and math.isfinite(sd)) or sd < 0:
@@ -109,7 +111,7 @@ def seeds_needed(effect: float, sd: float, alpha: float = ALPHA, target: float =
     if effect == 0:
         return None
     n = 2
-    while n <= max_n and not can_reach_alpha(n, n, alpha, "permutation"):
+    while n < EXACT_BELOW and not can_reach_alpha(n, n, alpha, "permutation"):    # from EXACT_BELOW: Welch's t
         n += 1
     while n <= max_n:
         if sd == 0 or power(effect, sd, n, n, alpha, method) >= target:
