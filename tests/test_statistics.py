@@ -306,7 +306,7 @@ def test_the_mde_at_the_corrections_strictest_level_is_larger():
     assert strict == pytest.approx(S.minimum_detectable_effect(c.sd_pooled, 6, 6, 0.05 / 20)) and strict > c.mde
     reason = S.judge("worse", False, c, family=20).reason
     assert f">= {math.exp(c.mde):.2f}x in one test" in reason
-    assert f">= {math.exp(strict):.2f}x at the correction's strictest level (alpha/20)" in reason
+    assert f", {math.exp(strict):.2f}x at the correction's strictest level (alpha/20)" in reason
     events = S.compare_binary([1, 1, 1, 0, 0, 0, 0, 0], [0] * 8)       # Fisher: 5 of 8 in one test, 8 of 8 at /4
     assert S.strict_mde(events, 0.05, 1) == pytest.approx(5 / 8)
     assert S.strict_mde(events, 0.05, 4) == pytest.approx(S.fisher_events_needed(8, 8, 0.0125) / 8)

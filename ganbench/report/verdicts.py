@@ -60,8 +60,8 @@ class Settings:
 
 CLAIM_COLUMNS = ["protocol", "rule", "claim", "text", "variant", "baseline", "metric", "expected", "better", "n_variant",
                  "n_baseline", "center_variant", "center_baseline", "scale", "estimate", "ci_low", "ci_high", "effect",
-                 "test", "p_value", "p_adjusted", "p_equivalence", "mde", "mde_corrected", "converged_variant", "converged_baseline",
-                 "confounded", "verdict", "reason"]
+                 "test", "p_value", "p_adjusted", "p_equivalence", "mde", "mde_corrected", "converged_variant",
+                 "converged_baseline", "confounded", "verdict", "reason"]
 
 
 def resolve_metric(name: str, columns: Iterable[str]) -> list[str]:
@@ -299,11 +299,11 @@ def definitions(settings: Settings) -> dict[str, str]:
         "supported": "worse/better: significant after correction in the predicted direction; same: equivalent by TOST "
                      f"within [{1 / m:.3f}, {m:.3f}]x",
         "contradicted": "significant after correction the other way (same: a significant difference)",
-        "inconclusive": "neither; the reason gives the smallest effect detectable at 80% power with these seeds, in one "
-                        "test and at the correction's strictest level (alpha / the number of comparisons)",
-        "underpowered": "no outcome could have been significant at these seed counts, after the correction (e.g. 3 vs 3 "
-                        "with an exact test: p >= 0.1; 5 vs 5: p >= 0.0079, times the family's size at Holm's first "
-                        "step), or, for 'same', the detectable effect is wider than the margin",
+        "inconclusive": "neither; the reason gives the smallest effect detectable at 80% power with these seeds, in "
+                        "one test and at the correction's strictest level (alpha / the number of comparisons)",
+        "underpowered": "no outcome could have been significant at these seed counts, after the correction (e.g. 3 "
+                        "vs 3 with an exact test: p >= 0.1; 5 vs 5: p >= 0.0079, times the family's size at Holm's "
+                        "first step), or, for 'same', the detectable effect is wider than the margin",
         "untested": "no arm of this study can test the claim: the reason says what it needs",
         "rule verdict": "from its tested claims: supported when at least one is supported and none contradicted; "
                         "contradicted the other way round; inconclusive when they disagree or none is decided; "

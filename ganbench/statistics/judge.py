@@ -33,16 +33,21 @@ def _mde_text(c: Comparison, mde: float) -> str:
     return f"{math.exp(mde):.2f}x" if c.scale == LOG_RATIO else f"{mde:.3g}"
 
 
+def _detectable_prefix(c: Comparison) -> str:
+    # Fisher's count is the fewest events that can be significant at all, not an 80%-power effect
+    return "detectable: at least" if c.test.startswith("fisher") else "detectable at 80% power: >="
+
+
 def _detectable(c: Comparison, alpha: float = ALPHA, family: int = 1) -> str:
     if c.sd_pooled == 0:
         return "no detectable effect from these seeds: neither arm varied (every run the same value)"
     if not math.isfinite(c.mde):
         return ("no count of events is detectable at these n" if c.test.startswith("fisher")
                 else "no detectable effect could be computed")
-    text = f"detectable at 80% power: >= {_mde_text(c, c.mde)} in one test"
+    text = f"{_detectable_prefix(c)} {_mde_text(c, c.mde)} in one test"
     if family > 1:
         strict = strict_mde(c, alpha, family)
-        text += (f", >= {_mde_text(c, strict)} at the correction's strictest level (alpha/{family})"
+        text += (f", {_mde_text(c, strict)} at the correction's strictest level (alpha/{family})"
                  if math.isfinite(strict) else f", none at the correction's strictest level (alpha/{family})")
     return text
 
