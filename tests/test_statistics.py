@@ -293,6 +293,10 @@ def test_five_seeds_cannot_pass_holm_over_many_comparisons_and_say_so():
     v = S.judge("worse", False, c, p_adjusted=floor, p_floor=floor, family=family)
     assert v.verdict == "underpowered"
     assert "after the correction across 31 comparisons" in v.reason and "adjusted 0.246" in v.reason
+    # where the test alone cannot reach alpha (3 vs 3), the reason does not blame the correction
+    three = S.compare_continuous([50.0, 52.0, 55.0], [40.0, 41.0, 39.0], log_scale=True)
+    v = S.judge("worse", False, three, p_adjusted=1.0, p_floor=0.5, family=5)
+    assert v.verdict == "underpowered" and "correction" not in v.reason.split(";")[0]
     # with a family whose best case could pass, the same comparison is merely not significant
     v = S.judge("worse", False, c, p_adjusted=0.2, p_floor=0.04, family=5)
     assert v.verdict == "inconclusive"

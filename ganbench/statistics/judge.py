@@ -92,7 +92,9 @@ def judge(expected: str, higher_is_better: bool | None, comparison: Comparison, 
     ptxt = f"p={p:.3g}{' adjusted' if p_adjusted is not None else ''}, {c.test}" if math.isfinite(p) else "no p-value"
     observed = _observed(c.estimate, higher_is_better) if math.isfinite(c.estimate) else ""
     floor = c.min_p if p_floor is None else p_floor
-    corrected = f" after the correction across {family} comparisons" if family > 1 and floor != c.min_p else ""
+    # the correction is the reason only where the test alone could have reached alpha
+    by_correction = family > 1 and math.isfinite(c.min_p) and c.min_p < alpha
+    corrected = f" after the correction across {family} comparisons" if by_correction else ""
 
     if expected == "same":
         if equivalence is None:
@@ -123,7 +125,7 @@ def judge(expected: str, higher_is_better: bool | None, comparison: Comparison, 
     if sig and observed and observed != "same":
         return Verdict("contradicted", f"significantly {observed}, not {expected} ({effect}, {ptxt}, {n})")
     if not (math.isfinite(floor) and floor < alpha):
-        smallest = f"smallest p {c.min_p:.3g}" + (f", adjusted {floor:.3g}" if floor != c.min_p else "")
+        smallest = f"smallest p {c.min_p:.3g}" + (f", adjusted {floor:.3g}" if by_correction else "")
         return Verdict("underpowered", f"{c.test} cannot reach p < {alpha:g}{corrected} at {n} even with perfect "
                                        f"separation ({smallest}); {effect}, {_detectable(c, alpha, family)}")
     return Verdict("inconclusive", f"not significant ({effect}, {ptxt}; {_detectable(c, alpha, family)}, {n})")
