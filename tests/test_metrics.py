@@ -273,6 +273,27 @@ def test_fid_curve_takes_one_sample_size_and_stability_records_the_plateau():
     assert math.isnan(stability.from_history(rows[:2], 0.0)["converged"])     # two evaluations: too few
 
 
+def test_broke_down_means_learned_then_lost_it():
+    def judged(curve, precisions=None):
+        precisions = precisions or [0.5] * len(curve)
+        rows = [_record(1000 * (i + 1), fid=f, fid_n_eval=f, precision=p) for i, (f, p) in
+                enumerate(zip(curve, precisions))]
+        return stability.from_history(rows, 0.0)["broke_down"]
+
+    # the pilot's baseline seed 0 in outline: a floor near 56, then D wins and FID climbs to ~1,400
+    assert judged([190.0, 90.0, 60.0, 56.0, 70.0, 400.0, 1427.0], [0.5] * 6 + [0.01]) == 1.0
+    assert judged([190.0, 90.0, 64.0, 70.0, 114.0]) == 0.0                 # drifts 1.8x: not a breakdown
+    ratio = stability.BREAKDOWN_RATIO
+    assert judged([100.0, 50.0, 50.0 * ratio]) == 0.0 and judged([100.0, 50.0, 50.0 * ratio * 1.01]) == 1.0
+    # never learned (precision below the floor throughout): its rise from a noisy start is not a breakdown
+    assert judged([1600.0, 1500.0, 5400.0], [0.01, 0.02, 0.0]) == 0.0
+    # the best FID counts only from an evaluation where G had learned
+    assert judged([200.0, 400.0, 700.0], [0.0, 0.3, 0.2]) == 0.0             # 700 / 400, not 700 / 200
+    assert judged([200.0, 400.0, 1300.0], [0.0, 0.3, 0.2]) == 1.0
+    for short in ([90.0, 300.0], [90.0, 60.0, math.nan]):                   # too few; diverged at the end
+        assert math.isnan(judged(short))
+
+
 def test_failed_to_learn_reads_this_evaluations_precision():
     def judged(**last):
         return stability.from_history([_record(10, precision=0.9), _record(20, **last)], 0.0)["failed_to_learn"]

@@ -22,15 +22,17 @@ from ganbench.files import write_json, write_jsonl
 
 
 def write_run(root, variant, seed, final, *, protocol="unit", rule="R1", expects=None, status="complete",
-              device="cpu", steps=(10, 20), precision=None):
+              device="cpu", steps=(10, 20), precision=None, fids=None):
     """A run record as the trainer writes it: spec.json, summary.json, metrics.jsonl (the final values
-    reached linearly from 1.5x at the first evaluation)."""
+    reached linearly from 1.5x at the first evaluation, or ``fids``, one per step)."""
     d = root / protocol / variant / f"seed-{seed}"
     rows = []
     for i, step in enumerate(steps):
         scale = 1.5 - 0.5 * i / max(len(steps) - 1, 1)
         row = {"step": step, "images_seen": step * 32, "g_loss": 1.0, "d_loss": 1.2}
         row.update({k: v * scale if k == "fid" else v for k, v in final.items()})
+        if fids is not None:                         # a given FID curve instead
+            row["fid"] = fids[i]
         rows.append(row)
     if status == "diverged":
         rows[-1] = {"step": steps[-1], "images_seen": steps[-1] * 32, "g_loss": math.nan, "d_loss": math.nan,
@@ -199,6 +201,36 @@ def test_verdicts_that_no_outcome_could_make_significant_after_the_correction_sa
         row = held.loc[name]
         assert row["p_adjusted"] == pytest.approx(2 * 2 / 70) and row["verdict"] == "underpowered"
         assert "after the correction across 2 comparisons" in row["reason"]
+
+
+def test_the_instability_table_counts_failed_runs_and_tests_them_as_one_family(tmp_path):
+    steps = (1000, 2000, 3000, 4000)
+    for seed in range(8):
+        write_run(tmp_path, "dcgan", seed, {"fid": 60.0, "precision": 0.5, "modes": 10.0}, rule="-", steps=steps)
+        # 6 of 8 break down (a best FID of 60, then 1,000), none diverge; the other two drift 1.5x
+        fids = (90.0, 60.0, 70.0, 1000.0 if seed < 6 else 90.0)
+        write_run(tmp_path, "fragile", seed, {"fid": fids[-1], "precision": 0.5, "modes": 10.0}, steps=steps,
+                  fids=fids)
+        # 2 of 8 diverge, 1 collapses to one mode, the rest are fine
+        status = "diverged" if seed < 2 else "complete"
+        write_run(tmp_path, "mixed", seed, {"fid": 60.0, "precision": 0.5, "modes": 1.0 if seed == 2 else 10.0},
+                  status=status, steps=steps)
+    r = rep.build_report(tmp_path)
+    table = r.instability.set_index("variant")
+    fragile, mixed = table.loc["fragile"], table.loc["mixed"]
+    assert fragile["broke_down"] == "6/8 vs 0/8" and fragile["unstable"] == "6/8 vs 0/8"
+    assert fragile["diverged"] == "0/8 vs 0/8"
+    assert mixed["diverged"] == "2/8 vs 0/8" and mixed["collapsed"] == "1/8 vs 0/8"
+    assert mixed["unstable"] == "3/8 vs 0/8"
+    p_fragile = stats.fisher_exact([[6, 2], [0, 8]]).pvalue
+    p_mixed = stats.fisher_exact([[3, 5], [0, 8]]).pvalue
+    assert fragile["p_value"] == pytest.approx(p_fragile) and mixed["p_value"] == pytest.approx(p_mixed)
+    from ganbench.statistics import adjust_pvalues
+    assert [fragile["p_adjusted"], mixed["p_adjusted"]] == pytest.approx(adjust_pvalues([p_fragile, p_mixed]))
+    assert fragile["changed"] == "more" and mixed["changed"] == "no difference shown"
+    assert fragile["effect"].startswith("+0.75")
+    md = rep.render(r, "md")
+    assert "### Instability" in md and "6/8 vs 0/8" in md
 
 
 def test_aggregates_are_the_textbook_numbers(report_known):

@@ -12,18 +12,18 @@ register through ``ganbench_metrics`` like any plugin's:
   ``modes_total``, ``modes_n``, ``modes_classifier`` and ``modes_classifier_accuracy``.
 - ``stability``: diverged, d_wins, sample_drift, sample_oscillation, loss_oscillation_g, loss_oscillation_d,
   fid_best, fid_regression, fid_auc, steps_to_target; whether the run converged (fid_tail_change,
-  converged); collapse apart from not learning (failed_to_learn, diversity, mode_collapse)
-  (``ganbench.metrics.stability``).
+  converged); collapse apart from not learning (failed_to_learn, diversity, mode_collapse); whether it
+  learned and then lost it (broke_down) (``ganbench.metrics.stability``).
 - ``cost``: train_ips, sample_ips, peak_mem_mb, g_params, d_params, g_flops, d_flops (``ganbench.metrics.cost``).
 
-Scores are plain floats, NaN where they cannot be computed: every sample score (FID, KID, precision,
-recall, modes, KL, confident classes, drift, diversity, mode_collapse, failed_to_learn) of a diverged run or
-of a G whose output is not finite; fid_regression, fid_tail_change and converged after divergence;
-fid_tail_change and converged with fewer than three FIDs; a spread over one evaluation; steps_to_target
-never reached. The ``metadata`` keys of a spec are recorded beside its scores (strings and counts saying how
-they were made) and are never compared. A metric returns every output it declares, or nothing (``{}``: it
-does not apply to this data, like ``modes`` on unlabelled images); ``evaluate`` raises ``MetricError``,
-naming the metric, for a declared output left out.
+Scores are plain floats, NaN where they cannot be computed: every sample score (FID, KID, precision, recall,
+modes, KL, confident classes, drift, diversity, mode_collapse, failed_to_learn) of a diverged run or of a G
+whose output is not finite; fid_regression, fid_tail_change, converged and broke_down after divergence;
+fid_tail_change, converged and broke_down with fewer than three FIDs; a spread over one evaluation;
+steps_to_target never reached. The ``metadata`` keys of a spec are recorded beside its scores (strings and
+counts saying how they were made) and are never compared. A metric returns every output it declares, or
+nothing (``{}``: it does not apply to this data, like ``modes`` on unlabelled images); ``evaluate`` raises
+``MetricError``, naming the metric, for a declared output left out.
 
 An ``ExtractorSpec`` (registered through ``ganbench_extractors``) gives the metrics that read features a
 torch-fidelity feature extractor for the data sets it serves (``ganbench.metrics.features``).
@@ -290,11 +290,12 @@ BUILTIN_METRICS = [
                metadata=("modes_total", "modes_n", "modes_classifier", "modes_classifier_accuracy")),
     MetricSpec("stability", "divergence, D winning outright, sample drift and oscillation, loss oscillation, "
                "FID regression from its best, convergence speed (FID area, steps to target), whether FID "
-               "plateaued, failure to learn and mode collapse told apart", compute_stability,
+               "plateaued, failure to learn, breakdown and mode collapse told apart", compute_stability,
                {"diverged": False, "d_wins": False, "sample_drift": None, "sample_oscillation": False,
                 "loss_oscillation_g": False, "loss_oscillation_d": False, "fid_best": False,
                 "fid_regression": False, "fid_auc": False, "steps_to_target": False, "fid_tail_change": None,
-                "converged": None, "failed_to_learn": False, "diversity": None, "mode_collapse": False}, needs_features=True,
+                "converged": None, "failed_to_learn": False, "broke_down": False, "diversity": None,
+                "mode_collapse": False}, needs_features=True,
                ratio_scale=("fid_best", "fid_auc")),
     MetricSpec("cost", "training and sampling images per second, peak memory, parameters and FLOPs per image",
                compute_cost,

@@ -74,6 +74,16 @@ whether its FID curve has:
   0.31), so read ``mode_collapse`` for runs with ``failed_to_learn`` 0. NaN (both) for a diverged run or
   a G whose output is not finite.
 - ``d_wins`` (above) is the third: D rejecting every fake says nothing about the samples themselves.
+
+**Breakdown: learned, then lost it.** ``broke_down``: 1 when the last FID of the curve (``fid_curve``) is
+more than ``BREAKDOWN_RATIO`` (3) times the lowest FID of an earlier evaluation at which G had learned
+(``failed_to_learn`` not 1 there), else 0 (a run that never learned cannot break down; ``failed_to_learn``
+says so); NaN when fewer than ``PLATEAU_MIN`` finite FIDs or the last FID is not finite (a diverged run:
+``diverged`` says so). Why 3, fixed on the decisive study's pilot (MNIST 32 px, 20,000 steps) before its
+instability stage: the runs there either drift, ending 1.2-1.8x above their best FID (the baseline's
+steady seed, both ``no-bn`` seeds), or break down, ending 5-146x above it with precision 0.00-0.16 and
+recall near 0 (two of three baseline seeds, both ``bn-all`` and both ``adam-lr-1e-3`` seeds); 3 lies in the
+gap, and FID's sampling noise at 2,000 images (SD of log FID 0.055 at the floor) is a factor of about 1.06.
 """
 
 from __future__ import annotations
@@ -94,6 +104,7 @@ FAILED_PRECISION = 0.05    # precision below which G's samples are off the data 
 N_DIVERSITY = 500          # generated images, and at most this many real ones, whose pairwise distances count
 DIVERSITY_SEED = 0         # which real images of the reference split
 COLLAPSE_DIVERSITY = 0.6   # diversity below which the samples have collapsed
+BREAKDOWN_RATIO = 3.0      # last FID over the best one since G learned above which the run broke down
 
 
 def tail(rows: list) -> list:
@@ -125,19 +136,34 @@ def drift(now: torch.Tensor, before: torch.Tensor, real_a: torch.Tensor, real_b:
     return float(moved / scale)
 
 
+def _curve_rows(history: list[dict]) -> list[tuple[float, dict]]:
+    """(FID at one sample size, the evaluation's record) for each evaluation on the curve (``fid_curve``)."""
+    first_n = next((r["quality_n_fake"] for r in history if "quality_n_fake" in r), None)
+    out = []
+    for r in history:
+        if "fid_n_eval" in r:
+            out.append((float(r["fid_n_eval"]), r))
+        elif r.get("quality_n_fake", first_n) == first_n:
+            out.append((float(r["fid"]) if _finite(r.get("fid")) else math.nan, r))
+    return out
+
+
 def fid_curve(history: list[dict]) -> list[float]:
     """The FID of each evaluation at one sample size, oldest first: ``fid_n_eval`` (NaN where it is not
     finite). In a record written before ``fid_n_eval`` existed: ``fid``, leaving out the evaluations that
     scored another number of images than the first one did (the final one's larger sample would fake an
     improvement)."""
-    first_n = next((r["quality_n_fake"] for r in history if "quality_n_fake" in r), None)
-    out = []
-    for r in history:
-        if "fid_n_eval" in r:
-            out.append(float(r["fid_n_eval"]))
-        elif r.get("quality_n_fake", first_n) == first_n:
-            out.append(float(r["fid"]) if _finite(r.get("fid")) else math.nan)
-    return out
+    return [f for f, _ in _curve_rows(history)]
+
+
+def broke_down(history: list[dict]) -> float:
+    """``broke_down`` of the run so far (see the module's docstring): 1.0 when the last FID of the curve is
+    more than ``BREAKDOWN_RATIO`` times the best FID of an earlier evaluation where G had learned."""
+    points = _curve_rows(history)
+    if sum(_finite(f) for f, _ in points) < PLATEAU_MIN or not _finite(points[-1][0]):
+        return math.nan
+    learned = [f for f, r in points[:-1] if _finite(f) and f > 0 and failed_to_learn(r.get("precision")) != 1.0]
+    return float(bool(learned) and points[-1][0] > BREAKDOWN_RATIO * min(learned))
 
 
 def plateau(fids: list[float]) -> tuple[float, float]:
@@ -186,6 +212,7 @@ def from_history(history: list[dict], fid_target: float, diverged: bool = False)
         "diverged": float(diverged or any(r.get("diverged", 0.0) == 1.0 for r in history)),
         "d_wins": d_wins(history),
         "failed_to_learn": failed_to_learn(history[-1].get("precision") if history else None),
+        "broke_down": broke_down(history),
     }
     out["fid_tail_change"], out["converged"] = plateau(fid_curve(history))
     rows = tail(history)

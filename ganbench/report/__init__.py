@@ -11,6 +11,7 @@ The flow, one module per stage, each a function of the one before::
                                       (descriptive)
     verdicts.judge_claims(...)     -> per claim and variant: the primary comparison, corrected p, verdict
     verdicts.claim_verdicts, rule_verdicts -> one verdict per claim, one per rule
+    verdicts.representation, instability -> secondary families: probe gain, and runs that failed
     tables.display_tables(report)  -> rows of strings; render (md, csv, json) and html (with plots)
 
 How a verdict is formed is in ``verdicts`` (and written into every report, ``verdicts.definitions``).
@@ -31,9 +32,10 @@ from ganbench.report.load import ReportError, _protocol_set, load_results, metri
 from ganbench.report.render import FORMATS, format_for, render, write_report
 from ganbench.report.stats import aggregate, compare, throughput
 from ganbench.report.tables import DisplayTable, display_tables
-from ganbench.report.verdicts import (ALPHA, CORRECTIONS, EQUIVALENCE_RATIO, REPRESENTATION_COLUMNS,
-                                      VERDICTS, Settings, claim_verdicts, definitions, judge_claims, representation,
-                                      rule_verdicts, study_claims, variant_table)
+from ganbench.report.verdicts import (ALPHA, CORRECTIONS, EQUIVALENCE_RATIO, INSTABILITY_COLUMNS,
+                                      REPRESENTATION_COLUMNS, VERDICTS, Settings, claim_verdicts, definitions,
+                                      instability, judge_claims, representation, rule_verdicts, study_claims,
+                                      variant_table)
 
 __all__ = ["Report", "ReportError", "build_report", "display_tables", "DisplayTable", "render", "write_report",
            "format_for", "load_results", "definitions", "FORMATS", "VERDICTS", "ALPHA", "CORRECTIONS", "Settings"]
@@ -54,6 +56,7 @@ class Report:
     variants: pd.DataFrame
     throughput: pd.DataFrame
     representation: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REPRESENTATION_COLUMNS))
+    instability: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=INSTABILITY_COLUMNS))
     warnings: list[str] = field(default_factory=list)
     at_step: int | None = None       # the runs as they stood after this step's evaluation (None: their ends)
 
@@ -109,6 +112,7 @@ def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
         aggregates=aggregate(runs, directions, columns),
         comparisons=compare(runs, baseline, directions, columns, loaded.log_scale), claims=claims,
         claim_verdicts=per_claim, rules=rule_verdicts(per_claim, loaded.rules, study), variants=variant_table(runs, claims, baseline),
-        throughput=tp, representation=representation(runs, baseline, settings), warnings=warnings + tp_warnings,
+        throughput=tp, representation=representation(runs, baseline, settings),
+        instability=instability(runs, baseline, settings), warnings=warnings + tp_warnings,
         at_step=at_step,
     )

@@ -21,7 +21,7 @@ import pandas as pd
 
 from ganbench.claims import Claim
 from ganbench.errors import GanbenchError
-from ganbench.metrics.stability import fid_curve, plateau
+from ganbench.metrics.stability import broke_down, fid_curve, plateau
 from ganbench.record import TRAINER_DIRECTIONS, RecordData, RunRecord, Unusable, run_dirs
 from ganbench.variants import Rule
 
@@ -36,7 +36,8 @@ LEGACY_LOG_SCALE = ("fid", "fid_best", "fid_auc", "kid_mean")
 NOT_METRICS = {"step", "images_seen", "interval_ips", "classifier_accuracy"}
 # Outcomes the report derives from a run's status and metrics: 0/1 per run, lower is better.
 DERIVED_DIRECTIONS: dict[str, bool | None] = {"collapsed": False, "diverged": False, "converged": None,
-                                              "probe_gain": True, "g_lr": None, "d_lr": None}
+                                              "broke_down": False, "unstable": False, "probe_gain": True,
+                                              "g_lr": None, "d_lr": None}
 COST_METRICS = ("train_ips", "sample_ips", "peak_mem_mb", "g_params", "d_params", "g_flops", "d_flops")
 
 
@@ -129,6 +130,9 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
             log_scale.add("fid_best")
         if "converged" not in row:    # a record from before the stability metric recorded it: the same rule
             row["converged"] = plateau(fid_curve(data.series))[1]
+        if "broke_down" not in row:   # recorded since 2026-12-01; older records: the same rule on their curve
+            row["broke_down"] = broke_down(data.series)
+        row["unstable"] = _unstable(row)
         note = trained_as_now(data.spec)
         if note:
             warnings.append(f"{run_dir}: {note[1]}")
@@ -335,6 +339,15 @@ def _collapsed(row: Mapping[str, Any]) -> float:
         return math.nan
     hit = (isinstance(modes, float) and math.isfinite(modes) and modes <= COLLAPSE_MODES) or d_wins == 1.0
     return 1.0 if hit else 0.0
+
+
+def _unstable(row: Mapping[str, Any]) -> float:
+    """1 when the run diverged, broke down or collapsed (the instability stage's one outcome), 0 when it is
+    known to have done none of them, NaN otherwise."""
+    parts = [row.get(k) for k in ("diverged", "broke_down", "collapsed")]
+    if any(v == 1.0 for v in parts):
+        return 1.0
+    return 0.0 if all(isinstance(v, float) and v == 0.0 for v in parts) else math.nan
 
 
 def device_label(env: Mapping[str, Any]) -> str:

@@ -53,7 +53,8 @@ def to_json(report: Report) -> str:
         "claim_verdicts": _records(report.claim_verdicts), "claims": _records(report.claims),
         "variants": _records(report.variants), "aggregates": _records(report.aggregates),
         "comparisons": _records(report.comparisons), "throughput": _records(report.throughput),
-        "representation": _records(report.representation), "runs": _records(report.runs),
+        "representation": _records(report.representation), "instability": _records(report.instability),
+        "runs": _records(report.runs),
     }
     return json.dumps(doc, indent=2, allow_nan=False, default=str) + "\n"
 

@@ -13,7 +13,8 @@ from ganbench import statistics as st
 from ganbench.report.load import COST_METRICS
 
 # 0/1 outcomes per run: compared by Fisher's exact test
-BINARY = ("diverged", "d_wins", "collapsed", "failed_to_learn", "mode_collapse", "converged")
+BINARY = ("diverged", "d_wins", "collapsed", "failed_to_learn", "mode_collapse", "converged", "broke_down",
+          "unstable")
 
 
 def finite_values(values: Iterable) -> np.ndarray:

@@ -59,7 +59,7 @@ def _mean_ci(agg: pd.DataFrame, proto: str, variant: str, metric: str) -> str:
 
 COMPACT_SUMMARY = ("fid", "fid_best", "modes", "sample_oscillation", "probe_gain")
 # 0/1 outcomes counted per variant (those recorded): how many seeds had each
-OUTCOMES = ("diverged", "converged", "failed_to_learn", "mode_collapse", "d_wins", "collapsed")
+OUTCOMES = ("diverged", "converged", "failed_to_learn", "mode_collapse", "d_wins", "collapsed", "broke_down")
 LABELS = {"fid": "fid (final)", "fid_best": "fid (best)", "probe_gain": "representation (probe gain)"}
 
 
@@ -125,6 +125,19 @@ def display_tables(report: Report, compact: bool = False) -> list[DisplayTable]:
             f"Representation: did breaking the rule change what D learned? (probe gain: trained minus untrained D's "
             f"accuracy; variant - {report.baseline}; p adjusted by {s.correction} across these comparisons)",
             p_col + ["variant", "rule", "effect", "p", "p adj"] + ([] if compact else ["test"]) + ["changed"], rows))
+
+    if len(report.instability):
+        rows = [{"protocol": r.protocol, "rule": r.rule, "variant": r.variant,
+                 **{k: getattr(r, k) if isinstance(getattr(r, k), str) else "-"
+                    for k in ("diverged", "broke_down", "collapsed", "unstable")},
+                 "effect": r.effect, "p": _p(r.p_value), "p adj": _p(r.p_adjusted), "test": r.test,
+                 "changed": r.changed} for r in report.instability.itertuples()]
+        tables.append(DisplayTable(
+            f"Instability: runs that diverged, broke down or collapsed (seeds with / seeds known, variant vs "
+            f"{report.baseline}; effect: difference of the shares of unstable runs; p adjusted by {s.correction} "
+            f"across these comparisons)",
+            p_col + ["variant", "rule"] + ([] if compact else ["diverged", "broke_down", "collapsed"])
+            + ["unstable", "effect", "p", "p adj"] + ([] if compact else ["test"]) + ["changed"], rows))
 
     tp = report.throughput
     devices = ", ".join(dict.fromkeys(tp["device"])) if len(tp) else "-"

@@ -284,6 +284,53 @@ def representation(runs: pd.DataFrame, baseline: str, settings: Settings = Setti
     return pd.DataFrame(rows, columns=REPRESENTATION_COLUMNS)
 
 
+INSTABILITY_COLUMNS = ["protocol", "rule", "variant", "diverged", "broke_down", "collapsed", "unstable", "effect",
+                       "test", "p_value", "p_adjusted", "changed"]
+INSTABILITY_PARTS = ("diverged", "broke_down", "collapsed")
+
+
+def _counts(values: np.ndarray) -> tuple[int, int]:
+    known = values[np.isfinite(values)]
+    return int((known >= 0.5).sum()), len(known)
+
+
+def instability(runs: pd.DataFrame, baseline: str, settings: Settings = Settings()) -> pd.DataFrame:
+    """How often each arm's runs failed, against the baseline's: ``unstable`` (diverged, broke down or
+    collapsed: one outcome, so that the counts are one family) compared by Fisher's exact test, with the
+    difference of proportions and Newcombe's interval, corrected across the report's variants as one family
+    (secondary to the claims); its parts as counts (seeds with / seeds known, variant vs baseline). A
+    comparison that no outcome could make significant after the correction says so. Empty without runs
+    that know ``unstable``."""
+    if "unstable" not in runs or not len(finite_values(runs["unstable"])):
+        return pd.DataFrame(columns=INSTABILITY_COLUMNS)
+    rows, comps = [], []
+    for proto, g in runs.groupby("protocol", sort=False):
+        base = g[g["variant"] == baseline]
+        if base.empty:
+            continue
+        for variant, v in g[g["variant"] != baseline].groupby("variant", sort=False):
+            row = {"protocol": proto, "rule": v["rule"].iloc[0], "variant": variant}
+            for part in (*INSTABILITY_PARTS, "unstable"):
+                if part in g:
+                    (ka, na), (kb, nb) = (_counts(pd.to_numeric(x[part], errors="coerce").to_numpy(float))
+                                          for x in (v, base))
+                    row[part] = f"{ka}/{na} vs {kb}/{nb}"
+            c = st.compare_binary(v["unstable"].to_numpy(float), base["unstable"].to_numpy(float),
+                                  alpha=settings.alpha)
+            row.update(effect=st.format_effect(c), test=c.test, p_value=c.p, estimate=c.estimate)
+            rows.append(row)
+            comps.append(c)
+    adjusted = st.adjust_pvalues([c.p for c in comps], settings.correction)
+    floors = st.adjust_pvalues([c.min_p if math.isfinite(c.p) else math.nan for c in comps], settings.correction)
+    for row, p, floor in zip(rows, adjusted, floors):
+        row["p_adjusted"] = p
+        row["changed"] = ("no test" if not math.isfinite(p) else
+                          ("more" if row["estimate"] > 0 else "fewer") if p < settings.alpha else
+                          "no difference shown" if math.isfinite(floor) and floor < settings.alpha else
+                          "none could be shown at these seeds")
+    return pd.DataFrame(rows, columns=INSTABILITY_COLUMNS)
+
+
 def definitions(settings: Settings) -> dict[str, str]:
     m = settings.margin
     return {
@@ -312,6 +359,11 @@ def definitions(settings: Settings) -> dict[str, str]:
                      "did not says so",
         "confounded": f"the arms' mean parameters, FLOPs or learning rates differ by more than {CONFOUND_RATIO}x",
         "diverged": "the run's losses became non-finite; it has no quality metrics (FID is missing, not zero)",
+        "broke down": "the run learned, then lost it: its last FID is more than 3x its best FID since G learned "
+                      "(ganbench.metrics.stability.broke_down)",
+        "collapsed": "the samples cover at most one mode, or D won outright",
+        "unstable": "diverged, broke down or collapsed: the instability table compares how many runs of each arm were, "
+                    "by Fisher's exact test, corrected across the variants as one family",
         "representation": "probe gain: the linear probe's accuracy on the trained D's features minus an untrained D's "
                           "of the same architecture and seed (the paper's Table 1, less what the architecture gives "
                           "for free)",
