@@ -10,7 +10,10 @@ out=results/published
 for f in md html csv; do
   ganbench report --results $out/records --protocol study --format $f --out $out/study.$f
 done
-ganbench plan $out/records --protocol study --format json > $out/study-plan.json.tmp
+# seeds at Holm's strictest step over the whole study's primary comparisons, not just those run so far
+m=$(python -c "import importlib.util as u; s = u.spec_from_file_location('b', 'benchmarks/choose_budget.py'); \
+b = u.module_from_spec(s); s.loader.exec_module(b); print(b.study_comparisons())")
+ganbench plan $out/records --protocol study --comparisons "$m" --format json > $out/study-plan.json.tmp
 mv $out/study-plan.json.tmp $out/study-plan.json
 if grep -q '<!-- verdicts: study results/published/records -->' README.md; then
   python benchmarks/readme_verdicts.py $out/records --protocol study --write README.md

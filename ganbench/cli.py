@@ -400,15 +400,17 @@ def report_cmd(results, protocols, baseline, fmt, out, alpha, correction, at_ste
 @click.option("--ratio", default=1.2, show_default=True, type=click.FloatRange(1, min_open=True),
               help="the change in FID a study should detect")
 @alpha_option()
+@click.option("--comparisons", type=click.IntRange(1), default=None,
+              help="the primary comparisons the study corrects across (default: as many as these records test)")
 @at_step_option()
 @format_option("table", "json")
 @_friendly
-def plan_cmd(results, protocols, baseline, ratio, alpha, at_step, fmt):
+def plan_cmd(results, protocols, baseline, ratio, alpha, comparisons, at_step, fmt):
     """Size a study from a pilot: per primary claim, the effect with its 95% interval, the smallest effect the
     seeds used could detect (80% power), and the seeds per arm needed for a RATIO change in FID."""
     from ganbench.report.plan import plan
 
-    rows = plan(results, protocols or None, baseline, ratio, alpha, at_step)
+    rows = plan(results, protocols or None, baseline, ratio, alpha, at_step, comparisons)
     if fmt == "json":
         click.echo(rows.to_json(orient="records", indent=2))
         return
@@ -418,8 +420,9 @@ def plan_cmd(results, protocols, baseline, ratio, alpha, at_step, fmt):
                  (["protocol"] if rows["protocol"].nunique() > 1 else []) + ["claim", "variant", "endpoint", "effect",
                                                                            "n", "mde", "seeds_one_test",
                                                                            "seeds_corrected"])
-    console.print(f"seeds_one_test: per arm, for one test at alpha {alpha:g}; seeds_corrected: at alpha / {len(rows)}, "
-                  "the strictest step of Holm's correction across these comparisons", highlight=False)
+    console.print(f"seeds_one_test: per arm, for one test at alpha {alpha:g}; seeds_corrected: at alpha / "
+                  f"{comparisons or len(rows)}, the strictest step of Holm's correction across "
+                  f"{'the study' if comparisons else 'these'} comparisons", highlight=False)
 
 
 if __name__ == "__main__":

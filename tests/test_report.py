@@ -553,6 +553,14 @@ def test_plan_sizes_a_study_from_a_pilot_given_its_protocol_folder(tmp_path):
     assert row["seeds_corrected"] >= row["seeds_one_test"] and row["n"] == "3 vs 3" and row["mde"].endswith("x")
     r = CliRunner().invoke(main, ["plan", str(tmp_path / "unit"), "--format", "json"])
     assert r.exit_code == 0 and json.loads(r.stdout)[0]["claim"] == "R1.worse"
+    # a first stage of a study that will correct across 31 comparisons: its seeds at alpha / 31
+    staged = plan(tmp_path / "unit", comparisons=31)
+    strict = st.seeds_needed_for_ratio(sd, 1.2, 0.05 / 31)
+    assert strict > row["seeds_corrected"] and staged[staged["variant"] == "worse"].iloc[0]["seeds_corrected"] == strict
+    r = CliRunner().invoke(main, ["plan", str(tmp_path / "unit"), "--comparisons", "31", "--format", "json"])
+    assert json.loads(r.stdout)[0]["seeds_corrected"] == strict
+    r = CliRunner().invoke(main, ["plan", str(tmp_path / "unit"), "--comparisons", "0"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
 
 
 def test_claims_and_rule_texts_come_from_the_records(tmp_path):

@@ -23,13 +23,16 @@ PLAN_COLUMNS = ["protocol", "claim", "variant", "vs", "endpoint", "effect", "n",
 
 
 def plan(results_dir: str | Path, protocol: str | Iterable[str] | None = None, baseline: str = "dcgan",
-         ratio: float = st.DEFAULT_RATIO, alpha: float = st.ALPHA, at_step: int | None = None) -> pd.DataFrame:
+         ratio: float = st.DEFAULT_RATIO, alpha: float = st.ALPHA, at_step: int | None = None,
+         comparisons: int | None = None) -> pd.DataFrame:
     """One row per tested primary comparison (see the module docstring); with ``at_step``, from the runs as
-    they stood after their evaluation at that step (a pilot trained past the budget it chose)."""
+    they stood after their evaluation at that step (a pilot trained past the budget it chose).
+    ``comparisons``: how many primary comparisons the study will correct across (default: as many as these
+    records test; a study run in stages tests more in the end than its first stage does)."""
     report = build_report(results_dir, baseline, protocol, alpha, at_step=at_step)
     runs = report.runs
     tested = report.claims[report.claims["verdict"] != "untested"]
-    corrected_alpha = alpha / max(1, len(tested))
+    corrected_alpha = alpha / max(1, comparisons or len(tested))
     out = []
     for c in tested.itertuples():
         arms = [runs[(runs["protocol"] == c.protocol) & (runs["variant"] == name)] for name in (c.variant, c.baseline)]
