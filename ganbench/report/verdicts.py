@@ -36,6 +36,7 @@ import pandas as pd
 from ganbench import statistics as st
 from ganbench.claims import CLAIMS, Claim
 from ganbench.metrics import BUILTIN_METRICS
+from ganbench.metrics.stability import BREAKDOWN_RATIO
 from ganbench.report.stats import BINARY, _better_word, finite_values
 from ganbench.variants import RULES, Rule
 
@@ -359,11 +360,11 @@ def definitions(settings: Settings) -> dict[str, str]:
                      "did not says so",
         "confounded": f"the arms' mean parameters, FLOPs or learning rates differ by more than {CONFOUND_RATIO}x",
         "diverged": "the run's losses became non-finite; it has no quality metrics (FID is missing, not zero)",
-        "broke down": "the run learned, then lost it: its last FID is more than 3x its best FID since G learned "
-                      "(ganbench.metrics.stability.broke_down)",
+        "broke down": f"the run learned, then lost it: its last FID is more than {BREAKDOWN_RATIO:g}x its best FID "
+                      "since G learned (ganbench.metrics.stability.broke_down)",
         "collapsed": "the samples cover at most one mode, or D won outright",
-        "unstable": "diverged, broke down or collapsed: the instability table compares how many runs of each arm were, "
-                    "by Fisher's exact test, corrected across the variants as one family",
+        "unstable": "diverged, broke down or collapsed: the instability table compares how many runs of each arm "
+                    "were, by Fisher's exact test, corrected across the variants as one family",
         "representation": "probe gain: the linear probe's accuracy on the trained D's features minus an untrained D's "
                           "of the same architecture and seed (the paper's Table 1, less what the architecture gives "
                           "for free)",
