@@ -176,9 +176,7 @@ def judge_claims(runs: pd.DataFrame, directions: Mapping[str, bool | None], colu
     adjusted = st.adjust_pvalues([c.p for _, c, _, _ in pending], settings.correction)
     tost = [i for i, (_, _, eq, _) in enumerate(pending) if eq is not None]
     tost_adjusted = dict(zip(tost, st.adjust_pvalues([pending[i][2].p for i in tost], settings.correction)))
-    # each comparison's best case after the correction: the correction of every comparison's smallest p
-    floors = st.adjust_pvalues([c.min_p if math.isfinite(c.p) else math.nan for _, c, _, _ in pending],
-                               settings.correction)
+    floors = st.adjusted_floors([c for _, c, _, _ in pending], settings.correction)   # each one's best case
     family = sum(math.isfinite(c.p) for _, c, _, _ in pending) if settings.correction != "none" else 1
     for i, (row, c, eq, hib) in enumerate(pending):
         verdict = st.judge(row["expected"], hib, c, p_adjusted=adjusted[i], equivalence=eq,
@@ -290,8 +288,9 @@ INSTABILITY_COLUMNS = ["protocol", "rule", "variant", "diverged", "broke_down", 
 INSTABILITY_PARTS = ("diverged", "broke_down", "collapsed")
 
 
-def _counts(values: np.ndarray) -> tuple[int, int]:
-    known = values[np.isfinite(values)]
+def _counts(values: Iterable) -> tuple[int, int]:
+    """(runs with the event, runs where it is known) of a 0/1 column."""
+    known = finite_values(values)
     return int((known >= 0.5).sum()), len(known)
 
 
@@ -313,8 +312,7 @@ def instability(runs: pd.DataFrame, baseline: str, settings: Settings = Settings
             row = {"protocol": proto, "rule": v["rule"].iloc[0], "variant": variant}
             for part in (*INSTABILITY_PARTS, "unstable"):
                 if part in g:
-                    (ka, na), (kb, nb) = (_counts(pd.to_numeric(x[part], errors="coerce").to_numpy(float))
-                                          for x in (v, base))
+                    (ka, na), (kb, nb) = _counts(v[part]), _counts(base[part])
                     row[part] = f"{ka}/{na} vs {kb}/{nb}"
             c = st.compare_binary(v["unstable"].to_numpy(float), base["unstable"].to_numpy(float),
                                   alpha=settings.alpha)
@@ -322,7 +320,7 @@ def instability(runs: pd.DataFrame, baseline: str, settings: Settings = Settings
             rows.append(row)
             comps.append(c)
     adjusted = st.adjust_pvalues([c.p for c in comps], settings.correction)
-    floors = st.adjust_pvalues([c.min_p if math.isfinite(c.p) else math.nan for c in comps], settings.correction)
+    floors = st.adjusted_floors(comps, settings.correction)
     for row, p, floor in zip(rows, adjusted, floors):
         row["p_adjusted"] = p
         row["changed"] = ("no test" if not math.isfinite(p) else

@@ -45,13 +45,13 @@ from ganbench.statistics.core import (ALPHA, DEFAULT_RATIO, DIFFERENCE, EQUIVALE
                                       pooled_sd, smallest_p)
 from ganbench.statistics.power import (minimum_detectable_effect, minimum_detectable_ratio, power,
                                        seeds_needed, seeds_needed_for_ratio)
-from ganbench.statistics.compare import (adjust_pvalues, compare_binary, compare_continuous, equivalence,
-                                         fisher_events_needed, format_effect, format_ratio)
+from ganbench.statistics.compare import (adjust_pvalues, adjusted_floors, compare_binary, compare_continuous,
+                                         equivalence, fisher_events_needed, format_effect, format_ratio)
 from ganbench.statistics.judge import combine, judge, strict_mde
 
 __all__ = ["ALPHA", "DEFAULT_RATIO", "DIFFERENCE", "EQUIVALENCE_MARGIN", "EQUIVALENCE_RATIO", "EXACT_BELOW", "EXPECTATIONS",
            "LEVEL", "LOG_RATIO", "MAX_EXACT_SPLITS", "MONTE_CARLO_RESAMPLES", "MULTIPLICITY", "POWER", "RELATIVE_MARGIN",
            "VERDICTS", "Comparison", "Equivalence", "StatisticsError", "Verdict", "can_reach_alpha", "exact_p",
            "pooled_sd", "smallest_p", "minimum_detectable_effect", "minimum_detectable_ratio", "power", "seeds_needed",
-           "seeds_needed_for_ratio", "adjust_pvalues", "compare_binary", "compare_continuous", "equivalence",
-           "fisher_events_needed", "format_effect", "format_ratio", "combine", "judge", "strict_mde"]
+           "seeds_needed_for_ratio", "adjust_pvalues", "adjusted_floors", "compare_binary", "compare_continuous",
+           "equivalence", "fisher_events_needed", "format_effect", "format_ratio", "combine", "judge", "strict_mde"]

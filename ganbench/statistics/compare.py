@@ -195,6 +195,13 @@ def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float
     return [float(v) for v in out]
 
 
+def adjusted_floors(comparisons: Sequence[Comparison], method: str = "holm") -> list[float]:
+    """Each comparison's smallest possible p after the correction: ``adjust_pvalues`` of every comparison's
+    ``min_p`` (those without a p left out, as there). A lower bound on its adjusted p whatever the data:
+    Holm's and BH's adjusted p-values never fall when a p rises."""
+    return adjust_pvalues([c.min_p if math.isfinite(c.p) else math.nan for c in comparisons], method)
+
+
 # ---- verdicts -------------------------------------------------------------------------------------------
 
 
