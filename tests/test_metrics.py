@@ -106,17 +106,21 @@ def test_scores_equal_torch_fidelity_own_call_and_real_side_is_cached(digits_ext
     ours = evaluate(ctx, ["quality"])
     assert (ours["quality_n_real"], ours["quality_n_fake"], ours["quality_reference"]) == (297, 300, "test")
     assert ours["quality_extractor"] == digits_extractor.label
+    # evaluate trained its classifier into this test's cache: torch-fidelity gets that file, not the module's
+    # (trained earlier in the session, perhaps at another thread count, so not bit-identical)
+    used = choose_extractor(SMOKE, DIGITS)
+    assert used.weights_path.parent.parent == tmp_path
     theirs = torch_fidelity.calculate_metrics(
         input1=_Images(fake), input2=_Images(real), fid=True, kid=True, prc=True, cuda=False, verbose=False,
-        cache=False, save_cpu_ram=True, feature_extractor=digits_extractor.name,
-        feature_extractor_weights_path=str(digits_extractor.weights_path), feature_layer_fid="features",
+        cache=False, save_cpu_ram=True, feature_extractor=used.name,
+        feature_extractor_weights_path=str(used.weights_path), feature_layer_fid="features",
         feature_layer_kid="features", feature_layer_prc="features", kid_subset_size=297)
     assert ours["fid"] == pytest.approx(theirs["frechet_inception_distance"], rel=1e-6)
     assert ours["kid_mean"] == pytest.approx(theirs["kernel_inception_distance_mean"], rel=1e-6)
     assert ours["kid_std"] == pytest.approx(theirs["kernel_inception_distance_std"], rel=1e-6)
     assert (ours["precision"], ours["recall"]) == (theirs["precision"], theirs["recall"])
     # the final evaluation scores n_final (300) images; fid_n_eval scores the first n_eval (256) of them
-    first = quality(fake[:256], real, digits_extractor)["fid"]
+    first = quality(fake[:256], real, used)["fid"]
     assert ours["fid_n_eval"] == pytest.approx(first, rel=1e-6) and ours["fid_n_eval"] != ours["fid"]
     cached = sorted(p.name for p in (tmp_path / "fidelity").iterdir())
     assert any(name.startswith("ganbench-digits-test-16px-c1-seed0-n297r0-") and "stat-fid" in name for name in cached)
