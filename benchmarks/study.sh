@@ -7,6 +7,9 @@
 # Publish what finished (records, not checkpoints) at least hourly: bash benchmarks/publish_records.sh pilot|study
 set -uo pipefail
 results=${RESULTS:-results/study}
+# every run scores through the classifier the study's first records were scored through (not one trained again
+# on this machine, whose other weights move FID by a few per cent): published in results/published/classifiers
+python benchmarks/pin_classifiers.py || exit 2
 bash benchmarks/pilot.sh
 for stage in "dcgan R2" "R6" "R1 R3 R4 R5"; do
   args=()

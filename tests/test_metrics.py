@@ -27,7 +27,7 @@ from ganbench.hookspecs import hookimpl
 from ganbench.metrics import BUILTIN_METRICS, EvalContext, MetricSpec, evaluate
 from ganbench.metrics import cost, stability
 from ganbench.metrics.features import (INCEPTION, INCEPTION_FILE, ExtractorMissing, choose_extractor, domain_channels,
-                                       extract_features, load_classifier)
+                                       extract_features, load_classifier, weights_digest)
 from ganbench.metrics.modes import classify, confident_classes, coverage, on_manifold, predict
 from ganbench.metrics.quality import PRC_NEIGHBORHOOD, quality
 from ganbench.protocol import resolve
@@ -126,6 +126,30 @@ def test_scores_equal_torch_fidelity_own_call_and_real_side_is_cached(digits_ext
     assert any(name.startswith("ganbench-digits-test-16px-c1-seed0-n297r0-") and "stat-fid" in name for name in cached)
     again = evaluate(_context(replace(SMOKE, n_final=300, n_real=10_000), to_float(fake)), ["quality"])
     assert again["fid"] == pytest.approx(ours["fid"], rel=1e-9)                 # from the cache, same numbers
+
+
+def test_a_classifier_trained_again_with_other_weights_is_told_apart_and_not_scored_from_the_old_cache(
+        digits_extractor, tmp_path, monkeypatch):
+    """Same name, other weights (as on another machine): the digest recorded beside every score changes, and
+    the real images' statistics are computed again through the new weights, not read from the old ones' cache."""
+    monkeypatch.setenv("GANBENCH_CACHE", str(tmp_path))
+    fake = to_float(_digits("train").images[:300])
+    first = evaluate(_context(replace(SMOKE, n_final=300), fake), ["quality", "modes"])
+    path = choose_extractor(SMOKE, DIGITS).weights_path
+    assert first["quality_extractor_digest"] == first["modes_classifier_digest"] == weights_digest(path) != ""
+    state = torch.load(path, weights_only=True)
+    torch.save(state, tmp_path / "elsewhere.pt")          # the same weights in a file of other bytes (its name)
+    assert (tmp_path / "elsewhere.pt").read_bytes() != path.read_bytes()
+    assert weights_digest(tmp_path / "elsewhere.pt") == weights_digest(path)
+    torch.save({k: v * 1.05 if v.is_floating_point() else v for k, v in state.items()}, path)
+    second = evaluate(_context(replace(SMOKE, n_final=300), fake), ["quality", "modes"])
+    assert second["quality_extractor"] == first["quality_extractor"]                  # one name
+    assert second["quality_extractor_digest"] != first["quality_extractor_digest"]
+    assert second["modes_classifier_digest"] == second["quality_extractor_digest"]
+    assert second["fid"] != pytest.approx(first["fid"], rel=1e-3)
+    stats = [p.name for p in (tmp_path / "fidelity").iterdir() if "stat-fid" in p.name]
+    assert sum(first["quality_extractor_digest"] in n for n in stats) == 1
+    assert sum(second["quality_extractor_digest"] in n for n in stats) == 1
 
 
 class _Images(torch.utils.data.Dataset):

@@ -596,3 +596,26 @@ def test_claims_and_rule_texts_come_from_the_records(tmp_path):
     notes = [w for w in r.warnings if "q-variant" in w and "seed-3" in w]
     assert any("claim 'Q1.worse' differs from an earlier record's" in w for w in notes)
     assert any("a claim it carries cannot be read" in w for w in notes)
+
+
+def test_runs_scored_through_different_classifier_weights_in_one_protocol_are_named(tmp_path):
+    """A domain classifier trained again elsewhere has other weights, and every FID moves with them: runs of one
+    protocol whose recorded digests (or, in records from before digests, classifier accuracies) differ are
+    named; a digest missing from older records is no difference."""
+    clf = {"quality_extractor": "ganbench-domain-mnist-32px-c1-v2", "modes_classifier_accuracy": 0.992}
+    for seed in range(3):
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0, **clf}, rule="-")                          # no digest
+        write_run(tmp_path, "no-bn", seed, {"fid": 100.0, **clf, "quality_extractor_digest": "e36c97130b5f"}, rule="R2")
+        write_run(tmp_path, "no-bn-gen", seed, {"fid": 100.0, **clf, "quality_extractor_digest": "1f864d73282a"},
+                  rule="R2")
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0, **clf, "modes_classifier_accuracy": 0.9912 + seed / 1e4},
+                  rule="-", protocol="old")
+        write_run(tmp_path, "dcgan", seed, {"fid": 100.0, **clf, "quality_extractor_digest": "e36c97130b5f"}, rule="-",
+                  protocol="same")
+        write_run(tmp_path, "no-bn", seed, {"fid": 100.0, **clf}, rule="R2", protocol="same")
+    warnings = [w for w in rep.load_results(tmp_path).warnings if "different feature extractors" in w]
+    assert len(warnings) == 2, warnings
+    unit, old = sorted(warnings, key=lambda w: "'old'" in w)
+    assert "'unit'" in unit and "quality_extractor_digest" in unit
+    assert "1f864d73282a: 3 runs (no-bn-gen)" in unit and "e36c97130b5f: 3 runs (no-bn)" in unit and "dcgan" not in unit
+    assert "'old'" in old and "modes_classifier_accuracy" in old and "0.9912: 1 runs (dcgan)" in old

@@ -7,9 +7,10 @@ FID, which the report compares as ratios on a log scale, "1.2x", rather than as 
 register through ``ganbench_metrics`` like any plugin's:
 
 - ``quality``: fid, kid_mean, kid_std, precision, recall, fid_n_eval (``ganbench.metrics.quality``), with
-  ``quality_extractor``, ``quality_n_real``, ``quality_n_fake`` and ``quality_reference`` recorded beside them.
+  ``quality_extractor`` (and its weights' ``quality_extractor_digest``), ``quality_n_real``, ``quality_n_fake``
+  and ``quality_reference`` recorded beside them.
 - ``modes`` (labelled data): modes, kl_modes, confident_classes (``ganbench.metrics.modes``), with
-  ``modes_total``, ``modes_n``, ``modes_classifier`` and ``modes_classifier_accuracy``.
+  ``modes_total``, ``modes_n``, ``modes_classifier``, ``modes_classifier_accuracy`` and ``modes_classifier_digest``.
 - ``stability``: diverged, d_wins, sample_drift, sample_oscillation, loss_oscillation_g, loss_oscillation_d,
   fid_best, fid_regression, fid_auc, steps_to_target; whether the run converged (fid_tail_change,
   converged); collapse apart from not learning (failed_to_learn, diversity, mode_collapse); whether it
@@ -203,8 +204,8 @@ def compute_quality(ctx: EvalContext) -> dict[str, Value]:
     p = ctx.protocol
     ex = ctx.extractor()
     real = quality.reference_subset(ctx.reference.images, p.n_real)
-    meta = {"quality_extractor": ex.label, "quality_n_real": len(real), "quality_n_fake": ctx.n_fake,
-            "quality_reference": p.reference_split}
+    meta = {"quality_extractor": ex.label, "quality_extractor_digest": ex.digest, "quality_n_real": len(real),
+            "quality_n_fake": ctx.n_fake, "quality_reference": p.reference_split}
     fake = ctx.fake_images()
     if fake is None:
         return {**{k: math.nan for k in quality.SCORES}, **meta}
@@ -226,7 +227,7 @@ def compute_modes(ctx: EvalContext) -> dict[str, Value]:
         raise GanbenchError(f"data set {ds.name!r} declares {ds.num_classes} classes, but its family's classifier "
                             f"reads {clf.net.num_classes} classes in each of {groups} channel group(s)")
     meta = {"modes_total": ds.num_classes, "modes_n": ctx.n_fake, "modes_classifier": clf.name,
-            "modes_classifier_accuracy": clf.accuracy}
+            "modes_classifier_accuracy": clf.accuracy, "modes_classifier_digest": clf.digest}
     fake = ctx.fake_images()
     if fake is None:
         return {"modes": math.nan, "kl_modes": math.nan, "confident_classes": math.nan, **meta}
@@ -283,11 +284,13 @@ BUILTIN_METRICS = [
                "and reference split", compute_quality,
                {"fid": False, "kid_mean": False, "kid_std": None, "precision": True, "recall": True,
                 "fid_n_eval": False}, needs_features=True, ratio_scale=("fid", "kid_mean", "fid_n_eval"),
-               metadata=("quality_extractor", "quality_n_real", "quality_n_fake", "quality_reference")),
+               metadata=("quality_extractor", "quality_extractor_digest", "quality_n_real", "quality_n_fake",
+                         "quality_reference")),
     MetricSpec("modes", "classes (or stacked-MNIST digit triples) the domain classifier finds in the samples, "
                "those it is sure of, and KL to the data's class histogram (labelled data only)", compute_modes,
                {"modes": True, "kl_modes": False, "confident_classes": True},
-               metadata=("modes_total", "modes_n", "modes_classifier", "modes_classifier_accuracy")),
+               metadata=("modes_total", "modes_n", "modes_classifier", "modes_classifier_accuracy",
+                         "modes_classifier_digest")),
     MetricSpec("stability", "divergence, D winning outright, sample drift and oscillation, loss oscillation, "
                "FID regression from its best, convergence speed (FID area, steps to target), whether FID "
                "plateaued, failure to learn, breakdown and mode collapse told apart", compute_stability,

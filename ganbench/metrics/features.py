@@ -12,7 +12,11 @@ Both kinds are torch-fidelity feature extractors, so torch-fidelity's own code c
   ``~/.cache/ganbench/classifiers``) as ``<family>-<res>px-c<ch>-v<CODE_VERSION>.pt``, with a ``.json``
   beside it holding its held-out accuracy on the family's test split. Each one is registered with
   torch-fidelity under its own name, ``ganbench-domain-<family>-<res>px-c<ch>-v<CODE_VERSION>``, so
-  torch-fidelity's cache keys name the exact classifier. Its 128 penultimate units are the features
+  torch-fidelity's cache keys name the exact classifier. The same code and seed still train different weights
+  on another machine or at another thread count (floating-point sums in another order), and every score
+  moves with them: each score records the weights file's digest too (``Extractor.digest``), real-image
+  statistics are cached under it, and the report warns when one protocol's runs were scored through
+  different weights. Its 128 penultimate units are the features
   (layer ``"features"``), its logits give the class. Stacked MNIST (3 channels, family mnist) uses the
   1-channel MNIST classifier on each channel: features concatenated (384-d), mode = the digit triple.
 
@@ -29,6 +33,8 @@ registered before later ones. The choice is recorded with every score (``Extract
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +63,36 @@ INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"   # torch-fidelity'
 
 class ExtractorMissing(GanbenchError):
     """No feature extractor can score this protocol's data here."""
+
+
+def weights_digest(path: Path | None) -> str:
+    """The first 12 hex digits of a sha256 over the weights a file holds ("" without a file): what tells two
+    classifiers of one name apart. Over the tensors (names, dtypes, shapes, values), not the file's bytes:
+    ``torch.save`` names the archive after the file it writes, so one state dict saved twice differs in
+    bytes. Read once per process per file version."""
+    if path is None or not path.is_file():
+        return ""
+    stat = path.stat()
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:     # a plugin's weights in some other format: its bytes, then
+        state = None
+    if not (isinstance(state, dict) and all(isinstance(t, torch.Tensor) for t in state.values())):
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()[:12]
+    for name in sorted(state):
+        tensor = state[name].detach()
+        h.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        h.update(tensor.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -120,8 +156,13 @@ class Classifier:
 
     @property
     def name(self) -> str:
-        """The torch-fidelity extractor name: every input that changes the features is in it."""
+        """The torch-fidelity extractor name: every input of its training is in it (its weights are not:
+        ``digest``)."""
         return f"ganbench-domain-{self.family}-{self.resolution}px-c{self.channels}-v{CODE_VERSION}"
+
+    @property
+    def digest(self) -> str:
+        return weights_digest(self.path)
 
 
 def classifier_path(family: str, resolution: int, channels: int) -> Path:
@@ -255,6 +296,11 @@ class Extractor:
     cache_key: str               # names these features in cache files: changes whenever the features would
 
     @property
+    def digest(self) -> str:
+        """Its weights file's digest, recorded beside every score ("" when it loads no file)."""
+        return weights_digest(self.weights_path)
+
+    @property
     def weights_arg(self) -> str | None:
         """torch-fidelity's ``feature_extractor_weights_path``."""
         return None if self.weights_path is None else str(self.weights_path)
@@ -365,7 +411,8 @@ def choose_extractor(protocol: Protocol, dataset: DatasetSpec, root=None) -> Ext
     if clf.name not in FEATURE_EXTRACTORS_REGISTRY:
         register_feature_extractor(clf.name, DomainExtractor)
     label = clf.name + ("-per-channel" if clf.channels != protocol.channels else "")
-    return Extractor(clf.name, clf.path, DOMAIN_LAYER, rgb=False, batch_size=500, label=label, cache_key=clf.name)
+    return Extractor(clf.name, clf.path, DOMAIN_LAYER, rgb=False, batch_size=500, label=label,
+                     cache_key=f"{clf.name}-{clf.digest}")
 
 
 class ImageTensor(torch.utils.data.Dataset):

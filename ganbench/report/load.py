@@ -157,7 +157,7 @@ def load_results(results_dir: str | Path, protocol: str | Iterable[str] | None =
         runs = pd.DataFrame(columns=list(META))
     else:
         runs = runs.sort_values(["protocol", "variant", "seed"], kind="stable").reset_index(drop=True)
-        warnings += mixed_precisions(runs)
+        warnings += mixed_precisions(runs) + mixed_extractors(runs)
     series_df = pd.DataFrame(series, columns=["protocol", "variant", "seed", "step", "images_seen", "metric", "value"])
     return Loaded(runs, series_df, warnings, directions, metrics, frozenset(log_scale), list(claims.values()), rules)
 
@@ -199,6 +199,34 @@ def mixed_precisions(runs: pd.DataFrame) -> list[str]:
                               for p, n in counts.sort_index().items())
             out.append(f"protocol {name!r}: its runs trained at different precisions ({which}); comparisons between "
                        "them confound precision with the arm: train them all at one (--set precision=fp32 or bf16)")
+    return out
+
+
+# What a run's scores were computed through, as recorded beside them: two runs whose known values differ in any
+# of these were scored in different feature spaces. The classifier's accuracy tells two trainings of one
+# classifier apart in records from before the digests.
+SCORED_THROUGH = ("quality_extractor", "quality_extractor_digest", "modes_classifier", "modes_classifier_accuracy",
+                  "modes_classifier_digest")
+
+
+def mixed_extractors(runs: pd.DataFrame) -> list[str]:
+    """One line per protocol whose runs were scored through different extractors, or different weights of
+    one (a domain classifier trained again on another machine, or at another thread count, has other
+    weights, and its FIDs and mode counts move with them): those runs cannot be compared."""
+    out = []
+    for name, group in runs.groupby("protocol", sort=True):
+        for col in (c for c in SCORED_THROUGH if c in group.columns):
+            known = group[col].where(group[col].astype(str).str.len() > 0).dropna()
+            known = known[known.map(lambda v: not (isinstance(v, float) and math.isnan(v)))]
+            if known.nunique() < 2:
+                continue
+            which = "; ".join(f"{value}: {n} runs ({', '.join(sorted(set(group.loc[known[known == value].index, 'variant'])))})"
+                              for value, n in known.value_counts().sort_index().items())
+            out.append(f"protocol {name!r}: its runs were scored through different feature extractors ({col} {which}); "
+                       "their FID, KID, precision/recall and mode counts are not comparable: score them all through one "
+                       "(train them on one machine, or copy that classifier's .pt and .json into the others' "
+                       "$GANBENCH_CACHE/classifiers before they train)")
+            break
     return out
 
 
