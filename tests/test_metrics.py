@@ -152,6 +152,22 @@ def test_a_classifier_trained_again_with_other_weights_is_told_apart_and_not_sco
     assert sum(second["quality_extractor_digest"] in n for n in stats) == 1
 
 
+def test_a_plugin_extractors_weights_name_its_cached_statistics_by_what_they_hold(tmp_path):
+    """A plugin's weights file trained again (same name, same size, other values) gets other cached
+    real-image statistics; the same values saved again keep them."""
+    from ganbench.metrics import ExtractorSpec
+    from ganbench.metrics.features import _plugin_extractor
+
+    path = tmp_path / "weights.pt"
+    spec = ExtractorSpec("pooled-pixels", "4x4 average-pooled pixels", PooledPixels, "pooled", families=("digits",),
+                         weights=lambda protocol, dataset, root: path)
+    keys = []
+    for value in (1.0, 1.0, 2.0):
+        torch.save({"w": torch.full((4,), value)}, path)
+        keys.append(_plugin_extractor(spec, SMOKE, DIGITS).cache_key)
+    assert keys[0] == keys[1] != keys[2] and all(k.startswith("pooled-pixels-v1-") for k in keys)
+
+
 class _Images(torch.utils.data.Dataset):
     def __init__(self, images):
         self.images = images

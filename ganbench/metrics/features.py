@@ -73,11 +73,11 @@ def weights_digest(path: Path | None) -> str:
     if path is None or not path.is_file():
         return ""
     stat = path.stat()
-    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+    return _digest(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=None)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
+def _digest(path: str, inode: int, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -387,8 +387,9 @@ def _plugin_extractor(spec: ExtractorSpec, protocol: Protocol, dataset: DatasetS
         FEATURE_EXTRACTORS_REGISTRY.pop(name, None)
         register_feature_extractor(name, cls)
     label = f"{spec.name}-v{spec.version}"
+    digest = weights_digest(weights)
     return Extractor(name, weights, spec.layer, rgb=spec.rgb, batch_size=spec.batch_size, label=label,
-                     cache_key=label + (f"-{weights.stem}-{weights.stat().st_size}" if weights and weights.is_file() else ""))
+                     cache_key=label + (f"-{digest}" if digest else ""))
 
 
 def choose_extractor(protocol: Protocol, dataset: DatasetSpec, root=None) -> Extractor:
