@@ -407,7 +407,8 @@ def report_cmd(results, protocols, baseline, fmt, out, alpha, correction, at_ste
 @_friendly
 def plan_cmd(results, protocols, baseline, ratio, alpha, comparisons, at_step, fmt):
     """Size a study from a pilot: per primary claim, the effect with its 95% interval, the smallest effect the
-    seeds used could detect (80% power), and the seeds per arm needed for a RATIO change in FID."""
+    seeds used could detect (80% power), the seeds per arm needed for a RATIO change in FID, and those at which
+    the observed effect on the claim's own endpoint would pass the correction."""
     from ganbench.report.plan import plan
 
     rows = plan(results, protocols or None, baseline, ratio, alpha, at_step, comparisons)
@@ -419,10 +420,12 @@ def plan_cmd(results, protocols, baseline, ratio, alpha, comparisons, at_step, f
                  rows.to_dict(orient="records"),
                  (["protocol"] if rows["protocol"].nunique() > 1 else []) + ["claim", "variant", "endpoint", "effect",
                                                                            "n", "mde", "seeds_one_test",
-                                                                           "seeds_corrected"])
+                                                                           "seeds_corrected", "seeds_for_effect"])
     console.print(f"seeds_one_test: per arm, for one test at alpha {alpha:g}; seeds_corrected: at alpha / "
                   f"{comparisons or len(rows)}, the strictest step of Holm's correction across "
-                  f"{'the study' if comparisons else 'these'} comparisons", highlight=False)
+                  f"{'the study' if comparisons else 'these'} comparisons; seeds_for_effect: per arm, for the effect "
+                  "observed on the claim's own endpoint at that level (optimistic: few seeds overstate effects)",
+                  highlight=False)
 
 
 if __name__ == "__main__":

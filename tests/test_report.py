@@ -551,12 +551,16 @@ def test_plan_sizes_a_study_from_a_pilot_given_its_protocol_folder(tmp_path):
     assert row["log_fid_sd"] == pytest.approx(sd)
     assert row["seeds_one_test"] == st.seeds_needed_for_ratio(sd, 1.2)
     assert row["seeds_corrected"] >= row["seeds_one_test"] and row["n"] == "3 vs 3" and row["mde"].endswith("x")
+    # the effect it observed (1.20x, on its own endpoint's logs) would pass at these seeds with 80% power
+    observed = np.mean(np.log(fids["worse"])) - np.mean(np.log(fids["dcgan"]))
+    assert row["seeds_for_effect"] == st.seeds_needed(observed, sd, 0.05) and row["seeds_for_effect"] > 3
     r = CliRunner().invoke(main, ["plan", str(tmp_path / "unit"), "--format", "json"])
     assert r.exit_code == 0 and json.loads(r.stdout)[0]["claim"] == "R1.worse"
     # a first stage of a study that will correct across 31 comparisons: its seeds at alpha / 31
     staged = plan(tmp_path / "unit", comparisons=31)
     strict = st.seeds_needed_for_ratio(sd, 1.2, 0.05 / 31)
     assert strict > row["seeds_corrected"] and staged[staged["variant"] == "worse"].iloc[0]["seeds_corrected"] == strict
+    assert staged[staged["variant"] == "worse"].iloc[0]["seeds_for_effect"] == st.seeds_needed(observed, sd, 0.05 / 31)
     r = CliRunner().invoke(main, ["plan", str(tmp_path / "unit"), "--comparisons", "31", "--format", "json"])
     assert json.loads(r.stdout)[0]["seeds_corrected"] == strict
     r = CliRunner().invoke(main, ["plan", str(tmp_path / "unit"), "--comparisons", "0"])
