@@ -70,7 +70,8 @@ def publish(cache: Path, names: list[str]) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--publish", nargs="+", metavar="NAME", help="cached classifiers to publish, e.g. mnist-32px-c1-v2")
+    parser.add_argument("--publish", nargs="+", metavar="NAME",
+                        help="cached classifiers to publish, e.g. mnist-32px-c1-v2")
     args = parser.parse_args()
     cache = cache_dir("classifiers")
     return publish(cache, args.publish) if args.publish else install(cache)

@@ -14,7 +14,7 @@ Both kinds are torch-fidelity feature extractors, so torch-fidelity's own code c
   torch-fidelity under its own name, ``ganbench-domain-<family>-<res>px-c<ch>-v<CODE_VERSION>``, so
   torch-fidelity's cache keys name the exact classifier. The same code and seed still train different weights
   on another machine or at another thread count (floating-point sums in another order), and every score
-  moves with them: each score records the weights file's digest too (``Extractor.digest``), real-image
+  moves with them: each score records a digest of the weights too (``Extractor.digest``), real-image
   statistics are cached under it, and the report warns when one protocol's runs were scored through
   different weights. Its 128 penultimate units are the features
   (layer ``"features"``), its logits give the class. Stacked MNIST (3 channels, family mnist) uses the

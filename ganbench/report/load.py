@@ -220,12 +220,15 @@ def mixed_extractors(runs: pd.DataFrame) -> list[str]:
             known = known[known.map(lambda v: not (isinstance(v, float) and math.isnan(v)))]
             if known.nunique() < 2:
                 continue
-            which = "; ".join(f"{value}: {n} runs ({', '.join(sorted(set(group.loc[known[known == value].index, 'variant'])))})"
+            variants = {value: ", ".join(sorted(set(group.loc[known.index[known == value], "variant"])))
+                        for value in known.unique()}
+            which = "; ".join(f"{value}: {n} runs ({variants[value]})"
                               for value, n in known.value_counts().sort_index().items())
-            out.append(f"protocol {name!r}: its runs were scored through different feature extractors ({col} {which}); "
-                       "their FID, KID, precision/recall and mode counts are not comparable: score them all through one "
-                       "(train them on one machine, or copy that classifier's .pt and .json into the others' "
-                       "$GANBENCH_CACHE/classifiers before they train)")
+            out.append(f"protocol {name!r}: its runs were scored through different feature extractors ({col} "
+                       f"{which}); their FID, KID, precision/recall and mode counts are not comparable: score them "
+                       "all through one (train them on one machine, or give every machine the same weights file "
+                       "before it trains: ganbench's classifiers are cached in $GANBENCH_CACHE/classifiers, else "
+                       "~/.cache/ganbench/classifiers)")
             break
     return out
 
