@@ -61,7 +61,7 @@ def markers(protocol: str, results: str) -> tuple[str, str]:
 def write(path: Path, results: str, protocol: str) -> None:
     start, end = markers(protocol, results)
     text = path.read_text()
-    pattern = re.compile(re.escape(start) + r"\n(?:.*?\n)?" + re.escape(end), re.S)   # empty at first
+    pattern = re.compile(re.escape(start) + r"\n.*?" + re.escape(end), re.S)   # to this section's own end, empty or not
     if not pattern.search(text):
         raise SystemExit(f"{path}: no '{start}' ... '{end}' section to replace")
     path.write_text(pattern.sub(lambda _: f"{start}\n{render(results, protocol)}\n{end}", text))

@@ -69,3 +69,21 @@ def test_the_readmes_verdict_table_is_the_one_its_records_give():
         rendered = readme_verdicts.render(ROOT / results, protocol)
         assert table == rendered, f"README's {protocol} table differs from its records: re-render it"
         assert rendered.count("\n| R") == 6 and "converged" in rendered
+
+
+def test_writing_one_marked_section_leaves_the_others_alone(tmp_path, monkeypatch):
+    """An empty section above another marked section is filled up to its own end marker: the text and the
+    section after it stay as they were (an earlier pattern ran on to the next section's end marker)."""
+    spec = importlib.util.spec_from_file_location("readme_verdicts", ROOT / "benchmarks" / "readme_verdicts.py")
+    readme_verdicts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme_verdicts)
+    monkeypatch.setattr(readme_verdicts, "render", lambda results, protocol: f"TABLE {protocol}")
+    readme = tmp_path / "README.md"
+    readme.write_text("# top\n<!-- verdicts: new R -->\n<!-- /verdicts -->\n\nwords between\n\n"
+                      "<!-- verdicts: old R -->\n| old | table |\n<!-- /verdicts -->\n\nthe end\n")
+    readme_verdicts.write(readme, "R", "new")
+    assert readme.read_text() == ("# top\n<!-- verdicts: new R -->\nTABLE new\n<!-- /verdicts -->\n\nwords between\n\n"
+                                  "<!-- verdicts: old R -->\n| old | table |\n<!-- /verdicts -->\n\nthe end\n")
+    readme_verdicts.write(readme, "R", "old")                       # a filled section is replaced the same way
+    assert "TABLE new" in readme.read_text() and "<!-- verdicts: old R -->\nTABLE old\n<!-- /verdicts -->\n\nthe end" \
+        in readme.read_text() and "| old | table |" not in readme.read_text()
