@@ -61,7 +61,8 @@ def plan(results_dir: str | Path, protocol: str | Iterable[str] | None = None, b
 
 def _seeds_for_effect(claim, arms: list[pd.DataFrame], alpha: float) -> int | None:
     """Seeds per arm at which the observed effect on the claim's endpoint reaches ``alpha`` with 80% power;
-    None where there is no effect or no spread to size it from (an arm with one value, or neither varying)."""
+    None where there is no effect, no spread to size it from (an arm with one value, or neither varying), or
+    more than 1,000 seeds would be needed."""
     values = [finite_values(a[claim.metric]) if claim.metric in a else np.array([]) for a in arms]
     if claim.scale == st.LOG_RATIO:
         values = [np.log(v[v > 0]) for v in values]
