@@ -4,7 +4,9 @@
 # R4, R5, 3 seeds each, two runs at a time. Every run resumes from its checkpoint and finished runs are skipped,
 # so the same command picks up wherever the last session stopped. Run it at low priority:
 #   PATH=$PWD/.venv/bin:$PATH GANBENCH_DATA=../shared/datasets nohup nice -n 19 bash benchmarks/study.sh > study.log &
-# Publish what finished (records, not checkpoints) at least hourly: bash benchmarks/publish_records.sh pilot|study
+# Publish what finished (records, not checkpoints) at least hourly: bash benchmarks/render_study.sh (the records,
+# the study's report and plan, and the README's verdict table, which tests/test_published.py checks against the
+# records: publishing records alone would fail it); the pilot's: bash benchmarks/publish_records.sh pilot
 set -uo pipefail
 results=${RESULTS:-results/study}
 # every run scores through the classifier the study's first records were scored through (not one trained again
