@@ -4,7 +4,8 @@ records (results/published/classifiers/), and every machine that trains its runs
 A domain classifier is trained on first use and cached, and the same code and seed train other weights on
 another machine or at another thread count, and every FID and mode count moves with them: the MNIST classifier
 at 32 px trained again at 2 threads instead of 1 (accuracy 99.18% against 99.20%) scores five of the study's
-runs 1-6% lower, by amounts that differ between arms (dcgan 0.96x and 0.94x, no-bn-disc 0.99x). Runs record
+runs 1-6% lower, by amounts that differ between arms (dcgan 0.96x and 0.94x, no-bn-disc 0.99x; measured with
+benchmarks/classifier_retrain.py). Runs record
 the weights' digest beside every score and the report warns when one protocol's runs differ in it.
 
   python benchmarks/pin_classifiers.py                       # copy the published ones into the cache (before training)
@@ -17,11 +18,11 @@ would no longer match): the command exits 2 naming both digests; remove the cach
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 from ganbench.data import cache_dir
+from ganbench.files import atomic_write_bytes
 from ganbench.metrics.features import weights_digest
 
 PUBLISHED = Path("results/published/classifiers")
@@ -30,9 +31,7 @@ PUBLISHED = Path("results/published/classifiers")
 def copy_pair(src: Path, dst: Path) -> None:
     """The weights, then the .json: a cache entry is read only when its .json exists (features.load_classifier)."""
     for suffix in (".pt", ".json"):
-        tmp = dst.with_suffix(suffix + ".tmp")
-        shutil.copyfile(src.with_suffix(suffix), tmp)
-        tmp.replace(dst.with_suffix(suffix))
+        atomic_write_bytes(dst.with_suffix(suffix), src.with_suffix(suffix).read_bytes())
 
 
 def install(cache: Path) -> int:

@@ -216,8 +216,8 @@ def mixed_extractors(runs: pd.DataFrame) -> list[str]:
     out = []
     for name, group in runs.groupby("protocol", sort=True):
         for col in (c for c in SCORED_THROUGH if c in group.columns):
-            known = group[col].where(group[col].astype(str).str.len() > 0).dropna()
-            known = known[known.map(lambda v: not (isinstance(v, float) and math.isnan(v)))]
+            known = group[col].dropna()
+            known = known[known.astype(str) != ""]               # "": no weights file (or not recorded)
             if known.nunique() < 2:
                 continue
             variants = {value: ", ".join(sorted(set(group.loc[known.index[known == value], "variant"])))
