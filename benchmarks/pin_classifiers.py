@@ -5,8 +5,8 @@ A domain classifier is trained on first use and cached, and the same code and se
 another machine or at another thread count, and every FID and mode count moves with them: the MNIST classifier
 at 32 px trained again at 2 threads instead of 1 (accuracy 99.18% against 99.20%) scores five of the study's
 runs 1-6% lower, by amounts that differ between arms (dcgan 0.96x and 0.94x, no-bn-disc 0.99x; measured with
-benchmarks/classifier_retrain.py). Runs record
-the weights' digest beside every score and the report warns when one protocol's runs differ in it.
+benchmarks/classifier_retrain.py). Runs record the weights' digest beside every score and the report warns when
+one protocol's runs differ in it.
 
   python benchmarks/pin_classifiers.py                       # copy the published ones into the cache (before training)
   python benchmarks/pin_classifiers.py --publish mnist-32px-c1-v2   # publish a cached one (after its first use)
