@@ -1,20 +1,34 @@
 #!/usr/bin/env bash
 # The decisive CPU study in the order of its design (results/published/README.md): the pilot's remaining runs
 # (benchmarks/pilot.sh, two lanes), then stages (b) R2 with its controls and the baseline, (c) R6, (d) R1, R3,
-# R4, R5, 3 seeds each, two runs at a time. Every run resumes from its checkpoint and finished runs are skipped,
-# so the same command picks up wherever the last session stopped. Run it at low priority:
+# R4, R5, 3 seeds each, two runs at a time; then every arm to the design's 6 seeds (study.toml's `seeds`) in
+# the same stage order; then (e) the Fashion-MNIST replicate, its arms chosen once from the MNIST records
+# (benchmarks/choose_replicate.py writes benchmarks/study-fashion-mnist.toml; commit it), and (f) the
+# instability counts (benchmarks/instability.toml). Every run resumes from its checkpoint and finished runs are
+# skipped, so the same command picks up wherever the last session stopped. Run it at low priority:
 #   PATH=$PWD/.venv/bin:$PATH GANBENCH_DATA=../shared/datasets nohup nice -n 19 bash benchmarks/study.sh > study.log &
 # Publish what finished (records, not checkpoints) at least hourly: bash benchmarks/render_study.sh (the records,
 # the study's report and plan, and the README's verdict table, which tests/test_published.py checks against the
 # records: publishing records alone would fail it); the pilot's: bash benchmarks/publish_records.sh pilot
 set -uo pipefail
 results=${RESULTS:-results/study}
+stages=("dcgan R2" "R6" "R1 R3 R4 R5")
 # every run scores through the classifier the study's first records were scored through (not one trained again
 # on this machine, whose other weights move FID by a few per cent): published in results/published/classifiers
 python benchmarks/pin_classifiers.py || exit 2
 bash benchmarks/pilot.sh
-for stage in "dcgan R2" "R6" "R1 R3 R4 R5"; do
-  args=()
-  for v in $stage; do args+=(--variant "$v"); done
-  ganbench run --suite benchmarks/study.toml "${args[@]}" --seeds 3 --jobs 2 --results "$results"
-done
+run_stages() {  # run_stages N: each stage's arms to N seeds
+  for stage in "${stages[@]}"; do
+    args=()
+    for v in $stage; do args+=(--variant "$v"); done
+    ganbench run --suite benchmarks/study.toml "${args[@]}" --seeds "$1" --jobs 2 --results "$results"
+  done
+}
+run_stages 3                                              # (b), (c), (d)
+run_stages "$(python -c 'import tomllib; print(tomllib.load(open("benchmarks/study.toml", "rb"))["seeds"])')"
+replicate=benchmarks/study-fashion-mnist.toml             # (e): chosen once, at the design's seeds
+[ -f $replicate ] || python benchmarks/choose_replicate.py "$results" --protocol study --write $replicate || exit 2
+ganbench run --suite $replicate --seeds 3 --jobs 2 --results "$results"
+python benchmarks/pin_classifiers.py --publish fashion-mnist-32px-c1-v2
+ganbench run --suite $replicate --jobs 2 --results "$results"
+ganbench run --suite benchmarks/instability.toml --jobs 2 --results "$results"   # (f)
