@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from ganbench.errors import SpecError
 from ganbench.hookspecs import hookimpl
-from ganbench.variants import DIRECTIONS
+from ganbench.variants import CONFOUNDS, DIRECTIONS
 
 # Conditions a protocol must meet for a claim to be testable: key -> (test on (channels, resolution), reason).
 REQUIREMENTS: dict[str, tuple[Callable[[int, int], bool], str]] = {
@@ -40,15 +40,20 @@ class Claim:
     needs: tuple[str, ...] = ()      # keys of REQUIREMENTS a protocol must meet to test it
     untested: str = ""               # why no arm here can test it at all (empty: tested)
     note: str = ""                   # what to keep in mind when reading the verdict
+    changes: tuple[str, ...] = ()    # recorded quantities its variants change by design (the rule under test,
+                                     # not a confound), e.g. ("g_lr", "d_lr") for a claim about the learning rate
 
     def __post_init__(self):
-        object.__setattr__(self, "variants", tuple(self.variants))   # a list from a plugin or a record
-        object.__setattr__(self, "needs", tuple(self.needs))
+        for name in ("variants", "needs", "changes"):   # a list from a plugin or a record
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.id.startswith(self.rule + "."):
             raise SpecError(f"claim {self.id!r}: its id must start with its rule {self.rule!r} and a dot")
         unknown = [n for n in self.needs if n not in REQUIREMENTS]
         if unknown:
             raise SpecError(f"claim {self.id!r}: needs {unknown}; known: {', '.join(REQUIREMENTS)}")
+        unknown = [n for n in self.changes if n not in CONFOUNDS]
+        if unknown:
+            raise SpecError(f"claim {self.id!r}: changes {unknown}; known: {', '.join(CONFOUNDS)}")
         if self.untested:
             return
         if not (self.variants and self.metric and self.direction in DIRECTIONS):
@@ -65,12 +70,17 @@ class Claim:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Claim":
-        """A claim from ``to_dict``'s data (keys it does not know are ignored); SpecError where it is not one."""
+    def from_dict(cls, data: Mapping[str, Any], package: Mapping[str, "Claim"] | None = None) -> "Claim":
+        """A claim from ``to_dict``'s data (keys it does not know are ignored); SpecError where it is not one.
+        Fields the data lacks (a record written before they existed) come from the claim of its id in
+        ``package`` (id -> claim, e.g. ``BY_ID``) where there is one, else from their defaults."""
         if not isinstance(data, Mapping):
             raise SpecError(f"a claim must be a JSON object, not {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        earlier = (package or {}).get(values.get("id"))
+        if earlier is not None:
+            values = {**{k: getattr(earlier, k) for k in known - values.keys()}, **values}
         try:
             return cls(**values)
         except TypeError as exc:
@@ -160,7 +170,7 @@ CLAIMS: tuple[Claim, ...] = (
           variants=("d-maxout",), metric="fid", direction="worse"),
     # R6: optimizer and init
     Claim("R6.lr", "R6", "We found the suggested learning rate of 0.001, to be too high, using 0.0002 instead.",
-          variants=("adam-lr-1e-3",), metric="fid", direction="worse"),
+          variants=("adam-lr-1e-3",), metric="fid", direction="worse", changes=("g_lr", "d_lr")),
     Claim("R6.beta1", "R6",
           "We found leaving the momentum term beta1 at the suggested value of 0.9 resulted in training oscillation "
           "and instability while reducing it to 0.5 helped stabilize training.",
@@ -170,6 +180,8 @@ CLAIMS: tuple[Claim, ...] = (
           variants=("default-init",), metric="fid", direction="worse",
           note="stated as the setting, not compared in the paper"),
 )
+
+BY_ID: dict[str, Claim] = {c.id: c for c in CLAIMS}
 
 
 def claims_for(variant: str) -> list[Claim]:

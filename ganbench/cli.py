@@ -180,7 +180,9 @@ def show(variant: str, resolution: str, width: int, channels: str, fmt: str):
         console.print(table)
     ratios, flagged = ", ".join(f"{k} {v:.3g}x" for k, v in info["ratios"].items()), info["confounded"]
     console.print(f"vs dcgan: {ratios}" + (f"; [bold red]confounded[/] (beyond {info['confound_ratio']}x either way): "
-                                           f"{', '.join(flagged)}" if flagged else ""))
+                                           f"{', '.join(flagged)}" if flagged else "")
+                  + (f"; changed by design (the claim it tests): {', '.join(info['by_design'])}"
+                     if info["by_design"] else ""))
 
 
 # ---- run --------------------------------------------------------------------------------------------

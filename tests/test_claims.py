@@ -61,3 +61,16 @@ def test_claims_are_validated():
         Claim("R2.x", "R1", "text", untested="why")
     with pytest.raises(SpecError, match="needs"):
         Claim("R1.x", "R1", "text", untested="why", needs=("lsun",))
+    with pytest.raises(SpecError, match="changes"):
+        Claim("R6.x", "R6", "text", untested="why", changes=("lr",))
+
+
+def test_a_recorded_claim_takes_fields_it_predates_from_the_package():
+    from ganbench.claims import BY_ID
+
+    old = {k: v for k, v in BY_ID["R6.lr"].to_dict().items() if k != "changes"}   # written before `changes`
+    assert Claim.from_dict(old).changes == ()
+    assert Claim.from_dict(old, BY_ID) == BY_ID["R6.lr"] and BY_ID["R6.lr"].changes == ("g_lr", "d_lr")
+    said = Claim.from_dict({**old, "changes": [], "text": "as recorded"}, BY_ID)     # what a record says wins
+    assert said.changes == () and said.text == "as recorded"
+    assert Claim.from_dict({**old, "id": "R6.other"}, BY_ID).changes == ()         # no claim of its id

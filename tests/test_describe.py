@@ -70,6 +70,16 @@ def test_ratios_and_confounds_are_described():
     assert info["primary"] == "fid" and info["arch"]["fc_hidden"] == 1
 
 
+def test_what_the_claim_under_test_changes_is_not_called_a_confound():
+    lr = describe_variant("adam-lr-1e-3", 16, 8, 1)     # R6.lr: the learning rate is the rule under test
+    assert lr["ratios"]["g_lr"] == pytest.approx(5.0)
+    assert lr["confounded"] == [] and lr["by_design"] == ["g_lr", "d_lr"]
+    assert describe(BUILTIN["adam-lr-1e-3"], BASE)["confounded"] == ["g_lr", "d_lr"]   # told nothing: flagged
+    r = CliRunner().invoke(main, ["show", "adam-lr-1e-3", "--resolution", "16", "--width", "8", "--channels", "1"])
+    assert r.exit_code == 0, r.output
+    assert "confounded" not in r.output and "changed by design (the claim it tests): g_lr, d_lr" in r.output
+
+
 def test_describe_leaves_the_random_state_alone():
     torch.manual_seed(1)
     before = torch.random.get_rng_state()

@@ -602,6 +602,34 @@ def test_claims_and_rule_texts_come_from_the_records(tmp_path):
     assert any("a claim it carries cannot be read" in w for w in notes)
 
 
+def test_what_a_claim_changes_by_design_is_not_a_confound(tmp_path):
+    """`adam-lr-1e-3` differs from dcgan in its learning rate, which is what R6.lr tests: not a confound; the
+    same difference in an arm whose claim does not say it changes it is. Records written before claims had
+    `changes` (this R6.lr) take it from the package's claim of the same id."""
+    from ganbench.claims import BY_ID, Claim
+
+    other = Claim("Q1.faster", "Q1", "a plugin's claim", variants=("q-fast",), metric="fid", direction="worse")
+    old_r6 = {k: v for k, v in BY_ID["R6.lr"].to_dict().items() if k != "changes"}
+    for seed, fid in enumerate(BASE_FID[:4]):
+        runs = [("dcgan", "-", 2e-4, [old_r6, other.to_dict()]), ("adam-lr-1e-3", "R6", 1e-3, [old_r6]),
+                ("q-fast", "Q1", 1e-3, [other.to_dict()])]
+        for variant, rule, lr, claims in runs:
+            d = write_run(tmp_path, variant, seed, {"fid": fid * (1.0 if variant == "dcgan" else 1.2)}, rule=rule)
+            spec = json.loads((d / "spec.json").read_text())
+            spec["variant"]["optim"] = {"g": {"lr": lr}, "d": {"lr": lr}}
+            spec["claims"] = claims
+            (d / "spec.json").write_text(json.dumps(spec))
+    r = rep.build_report(tmp_path)
+    assert not [w for w in r.warnings if "differs from an earlier record" in w]
+    claims = r.claims.set_index("variant")
+    assert claims.loc["adam-lr-1e-3", "claim"] == "R6.lr" and claims.loc["adam-lr-1e-3", "confounded"] == ""
+    assert "confounded" not in claims.loc["adam-lr-1e-3", "reason"]
+    assert claims.loc["q-fast", "confounded"] == "g_lr 5x, d_lr 5x"
+    assert "confounded: the arms differ in g_lr 5x, d_lr 5x" in claims.loc["q-fast", "reason"]
+    variants = r.variants.set_index("variant")
+    assert variants.loc["adam-lr-1e-3", "confounded"] == "" and variants.loc["q-fast", "confounded"] == "g_lr 5x, d_lr 5x"
+
+
 def test_runs_scored_through_different_classifier_weights_in_one_protocol_are_named(tmp_path):
     """A domain classifier trained again elsewhere has other weights, and every FID moves with them: runs of one
     protocol whose recorded digests (or, in records from before digests, classifier accuracies) differ are

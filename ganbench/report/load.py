@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from ganbench.claims import Claim
+from ganbench.claims import BY_ID, Claim
 from ganbench.errors import GanbenchError
 from ganbench.metrics.stability import broke_down, fid_curve, plateau
 from ganbench.record import TRAINER_DIRECTIONS, RecordData, RunRecord, Unusable, run_dirs
@@ -168,7 +168,7 @@ def recorded_claims(spec: Mapping[str, Any], claims: dict[str, Claim], rules: di
     notes = []
     for data in spec.get("claims") or []:
         try:
-            claim = Claim.from_dict(data)
+            claim = Claim.from_dict(data, BY_ID)      # fields added since the record was written: the package's
         except GanbenchError as exc:
             notes.append(f"a claim it carries cannot be read ({exc}); left out")
             continue

@@ -38,7 +38,7 @@ from ganbench.claims import CLAIMS, Claim
 from ganbench.metrics import BUILTIN_METRICS
 from ganbench.metrics.stability import BREAKDOWN_RATIO
 from ganbench.report.stats import BINARY, _better_word, finite_values
-from ganbench.variants import RULES, Rule
+from ganbench.variants import CONFOUND_RATIO, CONFOUNDS, RULES, Rule
 
 ALPHA = st.ALPHA
 CORRECTIONS = st.MULTIPLICITY
@@ -48,8 +48,6 @@ REPRESENTATION = "probe_gain"   # trained minus untrained D's probe accuracy (ga
 # The built-in metrics' ratio-scale values (``MetricSpec.ratio_scale``), compared as log ratios: the default
 # for callers that do not pass what their records declared (``load.Loaded.log_scale``)
 LOG_SCALE = tuple(v for m in BUILTIN_METRICS for v in m.ratio_scale)
-CONFOUND_RATIO = 1.25          # arms differing by more than this in a cost quantity: the comparison is confounded
-CONFOUND_QUANTITIES = ("g_params", "d_params", "g_flops", "d_flops", "g_lr", "d_lr")
 
 
 @dataclass(frozen=True)
@@ -102,12 +100,14 @@ def _converged(g: pd.DataFrame) -> str:
     return f"{int(vals.sum())}/{len(g)}" if len(vals) else "-"
 
 
-def confounds(variant: pd.DataFrame, baseline: pd.DataFrame) -> str:
+def confounds(variant: pd.DataFrame, baseline: pd.DataFrame, rule: Iterable[str] = ()) -> str:
     """The cost quantities whose means differ by more than CONFOUND_RATIO between the arms, e.g. "g_params
-    6.4x, d_lr 5x"; empty when none does (or none was recorded)."""
+    6.4x, d_flops 2x"; empty when none does (or none was recorded). Those in ``rule`` are what the claim
+    under test changes by design (``Claim.changes``: a learning rate, for a claim about the learning rate),
+    not confounds."""
     out = []
-    for q in CONFOUND_QUANTITIES:
-        if q not in variant or q not in baseline:
+    for q in CONFOUNDS:
+        if q in rule or q not in variant or q not in baseline:
             continue
         a, b = finite_values(variant[q]), finite_values(baseline[q])
         if len(a) and len(b) and a.mean() > 0 and b.mean() > 0:
@@ -169,7 +169,7 @@ def judge_claims(runs: pd.DataFrame, directions: Mapping[str, bool | None], colu
                            "test": c.test, "p_value": c.p, "mde": c.mde_ratio if c.scale == st.LOG_RATIO else c.mde,
                            "p_equivalence": eq.p if eq else math.nan,
                            "converged_variant": _converged(v), "converged_baseline": _converged(base),
-                           "confounded": confounds(v, base)}
+                           "confounded": confounds(v, base, claim.changes)}
                     rows.append(row)
                     pending.append((row, c, eq, hib))
     # multiplicity: every primary comparison of the report together; "same" claims' TOST p as their own family
@@ -239,16 +239,19 @@ def rule_verdicts(per_claim: pd.DataFrame, rules: Mapping[str, Rule] | None = No
 RULE_COLUMNS = ["protocol", "rule", "paper_rule", "rule_claim", "verdict", "summary", "claims"]
 
 
-def variant_table(runs: pd.DataFrame, claims: pd.DataFrame, baseline: str) -> pd.DataFrame:
-    """One row per variant run: seeds, how many converged, what confounds it against the baseline, and
-    the verdicts of the claims it takes part in."""
+def variant_table(runs: pd.DataFrame, claims: pd.DataFrame, baseline: str,
+                  study: Iterable[Claim] = ()) -> pd.DataFrame:
+    """One row per variant run: seeds, how many converged, what confounds it against the baseline (not what
+    the ``study`` claims it is an arm of change by design), and the verdicts of the claims it takes part in."""
+    study = list(study)
     out = []
     for (proto, variant), g in runs.groupby(["protocol", "variant"], sort=False):
         base = runs[(runs["protocol"] == proto) & (runs["variant"] == baseline)]
         mine = claims[(claims["protocol"] == proto) & (claims["variant"] == variant)]
+        by_design = {q for c in study if variant in c.variants for q in c.changes}
         out.append({"protocol": proto, "rule": g["rule"].iloc[0], "variant": variant,
                     "description": g["description"].iloc[0], "runs": len(g), "converged": _converged(g),
-                    "confounded": "" if variant == baseline else confounds(g, base),
+                    "confounded": "" if variant == baseline else confounds(g, base, by_design),
                     "verdict": "baseline" if variant == baseline else
                     ("; ".join(f"{r.claim} {r.verdict}" for r in mine.itertuples()) or "no claim")})
     return pd.DataFrame(out, columns=["protocol", "rule", "variant", "description", "runs", "converged", "confounded",
@@ -356,7 +359,8 @@ def definitions(settings: Settings) -> dict[str, str]:
                         "underpowered when every tested claim was",
         "converged": "a run whose FID curve plateaued (ganbench.metrics.stability.plateau); a verdict from runs that "
                      "did not says so",
-        "confounded": f"the arms' mean parameters, FLOPs or learning rates differ by more than {CONFOUND_RATIO}x",
+        "confounded": f"the arms' mean parameters, FLOPs or learning rates differ by more than {CONFOUND_RATIO}x "
+                      "(not counting what the claim under test changes by design, e.g. the learning rate in R6.lr)",
         "diverged": "the run's losses became non-finite; it has no quality metrics (FID is missing, not zero)",
         "broke down": f"the run learned, then lost it: its last FID is more than {BREAKDOWN_RATIO:g}x its best FID "
                       "since G learned (ganbench.metrics.stability.broke_down)",
