@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The decisive CPU study in the order of its design (results/published/README.md): the pilot's remaining runs
 # (benchmarks/pilot.sh, two lanes), then stages (b) R2 with its controls and the baseline, (c) R6, (d) R1, R3,
-# R4, R5, 3 seeds each, two runs at a time; then every arm to the design's 6 seeds (study.toml's `seeds`) in
+# R4, R5, 3 seeds each, two runs at a time (in one command, in this order); then every arm to the design's 6 seeds (study.toml's `seeds`) in
 # the same stage order; then (e) the Fashion-MNIST replicate, its arms chosen once from the MNIST records
 # (benchmarks/choose_replicate.py writes benchmarks/study-fashion-mnist.toml; commit it), and (f) the
 # instability counts (benchmarks/instability.toml). Every run resumes from its checkpoint and finished runs are
@@ -17,12 +17,11 @@ stages=("dcgan R2" "R6" "R1 R3 R4 R5")
 # on this machine, whose other weights move FID by a few per cent): published in results/published/classifiers
 python benchmarks/pin_classifiers.py || exit 2
 bash benchmarks/pilot.sh
-run_stages() {  # run_stages N: each stage's arms to N seeds
-  for stage in "${stages[@]}"; do
-    args=()
-    for v in $stage; do args+=(--variant "$v"); done
-    ganbench run --suite benchmarks/study.toml "${args[@]}" --seeds "$1" --jobs 2 --results "$results"
-  done
+run_stages() {  # run_stages N: every stage's arms to N seeds, stage after stage, in one command: runs go in the
+  # order of the variants given, and no core waits for the last run of a stage before the next stage starts
+  args=()
+  for v in ${stages[*]}; do args+=(--variant "$v"); done
+  ganbench run --suite benchmarks/study.toml "${args[@]}" --seeds "$1" --jobs 2 --results "$results"
 }
 run_stages 3                                              # (b), (c), (d)
 run_stages "$(python -c 'import tomllib; print(tomllib.load(open("benchmarks/study.toml", "rb"))["seeds"])')"
