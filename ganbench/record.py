@@ -11,7 +11,8 @@ A run folder holds::
                     metric, rule and claim; its ``run_id`` is a hash of everything that determines the result
     metrics.jsonl   one JSON object per evaluation (the metric time series)
     summary.json    status ("running", "complete", "diverged", "failed"), final metrics, training and wall
-                    time, and the spans of steps trained together with other seeds (``trained_together``)
+                    time (``wall_seconds``: every session's, each earlier one to its last checkpoint), and the
+                    spans of steps trained together with other seeds (``trained_together``)
     samples/        sample grids of G(z_fixed), one PNG per evaluation
     checkpoint.pt   G, D, optimizers and the series so far, from the last evaluation
     probe.json      the probe command's results (``ganbench probe``)
@@ -287,13 +288,17 @@ class RunRecord:
         write_jsonl(self.dir / SERIES, rows)
 
     def write_summary(self, run_id: str, status: str, step: int, steps: int, train_seconds: float,
-                      wall_seconds: float, resumed: bool, final: Mapping, trained_together: Sequence[dict] = ()) -> None:
+                      wall_seconds: float, resumed: bool, final: Mapping, trained_together: Sequence[dict] = (),
+                      wall_seconds_total: float | None = None) -> None:
         """``trained_together``: the spans of steps trained as one batch with other seeds (``ganbench run
         --together``), each ``{"steps": [from, to], "seeds": [...]}`` (the run's own seed among them); for those
-        steps ``train_seconds`` counts the batch's training time divided by its number of seeds."""
+        steps ``train_seconds`` counts the batch's training time divided by its number of seeds.
+        ``wall_seconds_total``: over every session (each earlier one up to its last checkpoint), None where
+        unknown; ``wall_seconds``: the last session's."""
         write_json(self.dir / SUMMARY, {
             "schema": SCHEMA_VERSION, "run_id": run_id, "status": status, "step": step, "steps": steps,
-            "train_seconds": train_seconds, "wall_seconds_last_session": wall_seconds, "resumed": resumed,
+            "train_seconds": train_seconds, "wall_seconds_last_session": wall_seconds,
+            "wall_seconds": wall_seconds_total, "resumed": resumed,
             "trained_together": list(trained_together), "final": dict(final),
         })
 

@@ -178,6 +178,7 @@ class Trainer:
         self.history: list[dict] = []
         self.fixed_history: list[torch.Tensor] = []
         self.train_time = 0.0
+        self.wall_before: float | None = 0.0   # wall time of earlier sessions, to their last checkpoint (None: unknown)
         self.together: list[dict] = []     # spans of steps trained with other seeds (ganbench.together)
 
     def _save_checkpoint(self) -> None:
@@ -185,8 +186,14 @@ class Trainer:
             "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
             "history": self.history, "fixed_history": self.fixed_history, "train_time": self.train_time,
-            "together": self.together,
+            "together": self.together, "wall_time": self._wall_total(),
         })
+
+    def _wall_total(self) -> float | None:
+        """Wall time spent on the run so far: this session's, and earlier sessions' up to their last checkpoint
+        (what a session did after it is trained again, and counted again); None where an earlier session's is
+        unknown (a checkpoint written before checkpoints kept it)."""
+        return None if self.wall_before is None else self.wall_before + time.perf_counter() - self.t0
 
     def _load_checkpoint(self) -> bool:
         state = self.record.load_checkpoint(self.spec.run_id, map_location=self.device)
@@ -199,6 +206,7 @@ class Trainer:
         self.step, self.history = state["step"], state["history"]
         self.fixed_history, self.train_time = state["fixed_history"], state["train_time"]
         self.together = state.get("together", [])   # absent from checkpoints written before --together
+        self.wall_before = state.get("wall_time")      # absent (unknown) from checkpoints written before it was kept
         return True
 
     # -- the step --------------------------------------------------------------------------------------
@@ -371,10 +379,10 @@ class Trainer:
         # also after a resume that found the last checkpoint already at the end
         self.record.write_series(self.history)
         status = "diverged" if self._diverged() else "complete"
-        wall = time.perf_counter() - self.t0
+        wall, wall_total = time.perf_counter() - self.t0, self._wall_total()
         final_row = self.history[-1] if self.history else {}
         self.record.write_summary(spec.run_id, status, self.step, p.steps, self.train_time, wall, self.resumed,
-                                  final_row, self.together)
+                                  final_row, self.together, wall_total)
         return RunResult(spec, status, wall)
 
     def run_to_end(self) -> RunResult:

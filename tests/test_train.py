@@ -93,6 +93,50 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path):
     assert _series(run_dir) == _series(tmp_path / "ref" / "smoke" / "dcgan" / "seed-1")
 
 
+def test_the_wall_time_of_a_resumed_run_counts_every_session(tmp_path, monkeypatch):
+    """Interrupted after its first evaluation, then resumed: the summary's ``wall_seconds`` adds the first
+    session's wall time (to its checkpoint) to the last one's, and training time stays within it; a run resumed
+    from a checkpoint written before checkpoints kept their wall time says it is unknown (None)."""
+    import torch
+
+    from ganbench.train import Trainer
+
+    args = ["run", "--variant", "dcgan", "--protocol", "smoke", "--seed", "0", "--set", "steps=30",
+            "--set", "eval_every=10", "--set", "metrics=[]"]
+    end_interval = Trainer.end_interval
+
+    def end_then_stop(self, *a, **kw):
+        end_interval(self, *a, **kw)
+        time.sleep(0.5)                       # the first session lasts at least this long before its stop
+        raise KeyboardInterrupt
+
+    for name, forget in (("kept", False), ("older", True)):
+        results = tmp_path / name
+        run_dir = results / "smoke" / "dcgan" / "seed-0"
+        monkeypatch.setattr(Trainer, "end_interval", end_then_stop)
+        assert _invoke(*args, "--results", str(results)).exit_code == 1
+        monkeypatch.undo()
+        state = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+        assert state["step"] == 10 and state["wall_time"] >= state["train_time"] > 0
+        if forget:
+            del state["wall_time"]
+            torch.save(state, run_dir / "checkpoint.pt")
+        assert _invoke(*args, "--results", str(results)).exit_code == 0
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["resumed"] is True and summary["step"] == 30
+        if forget:
+            assert summary["wall_seconds"] is None
+        else:
+            assert summary["wall_seconds"] == pytest.approx(state["wall_time"] + summary["wall_seconds_last_session"],
+                                                            abs=0.05)
+            assert summary["train_seconds"] <= summary["wall_seconds"]
+    fresh = tmp_path / "fresh"
+    assert _invoke(*args, "--results", str(fresh)).exit_code == 0
+    summary = json.loads((fresh / "smoke" / "dcgan" / "seed-0" / "summary.json").read_text())
+    assert summary["resumed"] is False
+    assert summary["wall_seconds"] == pytest.approx(summary["wall_seconds_last_session"], abs=0.01)
+
+
 def test_absurd_learning_rate_diverges_and_the_suite_goes_on(tmp_path):
     r = _invoke("run", "--variant", "dcgan", "--variant", "no-bn", "--protocol", "smoke", "--seed", "0",
                 "--set", "lr_scale=1e35", "--results", str(tmp_path))
