@@ -19,7 +19,7 @@ from torch_fidelity import register_feature_extractor
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from ganbench.data import load_dataset, to_uint8
-from ganbench.generate import _trained, latent, sample
+from ganbench.generate import latent, sample, trained
 from ganbench.metrics import quality as Q
 from ganbench.metrics.features import (DOMAIN_LAYER, FAMILIES, DomainExtractor, Extractor, classifier_path,
                                        train_classifier, weights_digest)
@@ -44,7 +44,7 @@ exA = Extractor(name, cur, DOMAIN_LAYER, rgb=False, batch_size=500, label="A", c
 exB = Extractor(name, alt, DOMAIN_LAYER, rgb=False, batch_size=500, label="B", cache_key="B")
 real = load_dataset("mnist", "test", 32, 1).images
 for run in sys.argv[3:]:
-    r = _trained(run, "cpu")
+    r = trained(run, "cpu")
     fake = to_uint8(sample(r.G, latent(10000, r.arch.z_dim, 0), r.protocol.batch_size))
     a, b = Q.quality(fake, real, exA)["fid"], Q.quality(fake, real, exB)["fid"]
     print(run, f"FID A {a:.2f} B {b:.2f} ratio {b/a:.3f}", flush=True)

@@ -128,7 +128,9 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int) -> Path:
 # ---- the commands ------------------------------------------------------------------------------------
 
 
-def _trained(run_dir: str | Path, device: str):
+def trained(run_dir: str | Path, device: str):
+    """A run's networks as its checkpoint holds them (``RunRecord.load_networks``) on ``device``; GanbenchError
+    where G's weights are not finite."""
     from ganbench.device import resolve_device
     from ganbench.record import RunRecord
 
@@ -143,7 +145,7 @@ def sample_run(run_dir: str | Path, n: int = 64, seed: int = 0, out: str | Path 
     """A grid of n samples from a run's checkpoint, drawn as the trainer draws them; returns what was written."""
     if n < 1:
         raise SpecError(f"--n {n} is not allowed; expected an integer >= 1")
-    run = _trained(run_dir, device)
+    run = trained(run_dir, device)
     images = sample(run.G, latent(n, run.arch.z_dim, seed), run.protocol.batch_size)
     cols = math.ceil(math.sqrt(n))
     path = save_grid(images, out or run.run_dir / f"sample-seed-{seed}.png", nrow=cols)
@@ -156,7 +158,7 @@ def interpolate_run(run_dir: str | Path, pairs: int = 8, steps: int = 10, seed: 
     """Latent walks between random pairs of z (rows: pairs, columns: steps) from a run's checkpoint."""
     if pairs < 1:
         raise SpecError(f"--pairs {pairs} is not allowed; expected an integer >= 1")
-    run = _trained(run_dir, device)
+    run = trained(run_dir, device)
     z = latent(2 * pairs + run.protocol.batch_size, run.arch.z_dim, seed)
     za, zb, reference = z[:pairs], z[pairs:2 * pairs], z[2 * pairs:]
     frames = interpolate(frozen_generator(run.G, reference), za, zb, steps, spherical)
