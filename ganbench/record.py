@@ -293,8 +293,9 @@ class RunRecord:
         """``trained_together``: the spans of steps trained as one batch with other seeds (``ganbench run
         --together``), each ``{"steps": [from, to], "seeds": [...]}`` (the run's own seed among them); for those
         steps ``train_seconds`` counts the batch's training time divided by its number of seeds.
-        ``wall_seconds_total``: over every session (each earlier one up to its last checkpoint), None where
-        unknown; ``wall_seconds``: the last session's."""
+        ``wall_seconds``: the last session's wall time (``wall_seconds_last_session`` in the summary);
+        ``wall_seconds_total``: every session's, each earlier one up to its last checkpoint (``wall_seconds``;
+        None where unknown)."""
         write_json(self.dir / SUMMARY, {
             "schema": SCHEMA_VERSION, "run_id": run_id, "status": status, "step": step, "steps": steps,
             "train_seconds": train_seconds, "wall_seconds_last_session": wall_seconds,

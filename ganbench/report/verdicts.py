@@ -100,14 +100,14 @@ def _converged(g: pd.DataFrame) -> str:
     return f"{int(vals.sum())}/{len(g)}" if len(vals) else "-"
 
 
-def confounds(variant: pd.DataFrame, baseline: pd.DataFrame, rule: Iterable[str] = ()) -> str:
+def confounds(variant: pd.DataFrame, baseline: pd.DataFrame, by_design: Iterable[str] = ()) -> str:
     """The cost quantities whose means differ by more than CONFOUND_RATIO between the arms, e.g. "g_params
-    6.4x, d_flops 2x"; empty when none does (or none was recorded). Those in ``rule`` are what the claim
+    6.4x, d_flops 2x"; empty when none does (or none was recorded). Those in ``by_design`` are what the claim
     under test changes by design (``Claim.changes``: a learning rate, for a claim about the learning rate),
     not confounds."""
     out = []
     for q in CONFOUNDS:
-        if q in rule or q not in variant or q not in baseline:
+        if q in by_design or q not in variant or q not in baseline:
             continue
         a, b = finite_values(variant[q]), finite_values(baseline[q])
         if len(a) and len(b) and a.mean() > 0 and b.mean() > 0:
