@@ -130,6 +130,7 @@ class Trainer:
     trained as one batch instead of ``train_interval``."""
 
     def __init__(self, spec: RunSpec, progress: Progress | None = None):
+        self.t0 = time.perf_counter()   # this session's start (``start()`` sets it again)
         self.spec = spec
         self.protocol = p = spec.protocol
         self.progress = progress
