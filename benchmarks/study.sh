@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The decisive CPU study in the order of its design (results/published/README.md): the pilot's remaining runs
 # (benchmarks/pilot.sh, two lanes), then stages (b) R2 with its controls and the baseline, (c) R6, (d) R1, R3,
-# R4, R5, 3 seeds each, two runs at a time (in one command, in this order); then every arm to the design's 6 seeds (study.toml's `seeds`) in
-# the same stage order; then (e) the Fashion-MNIST replicate, its arms chosen once from the MNIST records
-# (benchmarks/choose_replicate.py writes benchmarks/study-fashion-mnist.toml; commit it), and (f) the
-# instability counts (benchmarks/instability.toml). Every run resumes from its checkpoint and finished runs are
+# R4, R5, 3 seeds each, two runs at a time (in one command, in this order); then every arm to the design's 6
+# seeds (study.toml's `seeds`) in the same order; then (e) the Fashion-MNIST replicate, its arms chosen once
+# from the MNIST records (benchmarks/choose_replicate.py writes benchmarks/study-fashion-mnist.toml; commit
+# it), and (f) the instability counts (benchmarks/instability.toml). Every run resumes from its checkpoint and finished runs are
 # skipped, so the same command picks up wherever the last session stopped. Run it at low priority:
 #   PATH=$PWD/.venv/bin:$PATH GANBENCH_DATA=../shared/datasets nohup nice -n 19 bash benchmarks/study.sh > study.log &
 # Publish what finished (records, not checkpoints) at least hourly: bash benchmarks/render_study.sh (the records,
@@ -25,7 +25,7 @@ run_stages() {  # run_stages N: every stage's arms to N seeds, stage after stage
 }
 run_stages 3                                              # (b), (c), (d)
 run_stages "$(python -c 'import tomllib; print(tomllib.load(open("benchmarks/study.toml", "rb"))["seeds"])')"
-replicate=benchmarks/study-fashion-mnist.toml             # (e): chosen once, at the design's seeds
+replicate=benchmarks/study-fashion-mnist.toml             # (e): its arms chosen once, from the 6-seed records
 [ -f $replicate ] || python benchmarks/choose_replicate.py "$results" --protocol study --write $replicate || exit 2
 ganbench run --suite $replicate --seeds 3 --jobs 2 --results "$results"
 python benchmarks/pin_classifiers.py --publish fashion-mnist-32px-c1-v2

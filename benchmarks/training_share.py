@@ -28,7 +28,9 @@ def shares(root: Path, protocol: str, variants: list[str] | None = None) -> pd.D
         if summary.get("status") not in ("complete", "diverged") or (variants and variant not in variants):
             continue
         train = summary.get("train_seconds")
-        wall = summary.get("wall_seconds") or (None if summary.get("resumed") else summary.get("wall_seconds_last_session"))
+        wall = summary.get("wall_seconds")                         # every session's; else one session's, if only one
+        if wall is None and not summary.get("resumed"):
+            wall = summary.get("wall_seconds_last_session")
         rows.append({"variant": variant, "seed": seed, "resumed": bool(summary.get("resumed")), "train_s": train,
                      "wall_s": wall, "share": train / wall if train and wall else None})
     return pd.DataFrame(rows, columns=["variant", "seed", "resumed", "train_s", "wall_s", "share"])
