@@ -28,7 +28,7 @@ def shares(root: Path, protocol: str, variants: list[str] | None = None) -> pd.D
         if summary.get("status") not in ("complete", "diverged") or (variants and variant not in variants):
             continue
         train = summary.get("train_seconds")
-        wall = summary.get("wall_seconds")                         # every session's; else one session's, if only one
+        wall = summary.get("wall_seconds")   # every session's wall time
         if wall is None and not summary.get("resumed"):
             wall = summary.get("wall_seconds_last_session")
         rows.append({"variant": variant, "seed": seed, "resumed": bool(summary.get("resumed")), "train_s": train,
