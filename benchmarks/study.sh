@@ -4,8 +4,9 @@
 # R4, R5, 3 seeds each, two runs at a time (in one command, in this order); then every arm to the design's 6
 # seeds (study.toml's `seeds`) in the same order; then (e) the Fashion-MNIST replicate, its arms chosen once
 # from the MNIST records (benchmarks/choose_replicate.py writes benchmarks/study-fashion-mnist.toml; commit
-# it), and (f) the instability counts (benchmarks/instability.toml). Every run resumes from its checkpoint and finished runs are
-# skipped, so the same command picks up wherever the last session stopped. Run it at low priority:
+# it), and (f) the instability counts (benchmarks/instability.toml). Every run resumes from its checkpoint and
+# finished runs are skipped, so the same command picks up wherever the last session stopped. Run it at low
+# priority:
 #   PATH=$PWD/.venv/bin:$PATH GANBENCH_DATA=../shared/datasets nohup nice -n 19 bash benchmarks/study.sh > study.log &
 # Publish what finished (records, not checkpoints) at least hourly: bash benchmarks/render_study.sh (the records,
 # the study's report and plan, and the README's verdict table, which tests/test_published.py checks against the
