@@ -35,8 +35,10 @@ class ArchSpec:
     g_width: int = 128              # channels of G's last hidden stage; doubles per stage towards 4x4
     d_width: int = 128              # channels of D's first stage; doubles per stage towards 4x4
     g_input: str = "linear"         # "linear": project z and reshape to 4x4 (paper); "convt": 4x4 conv-transpose of a 1x1 z
-    g_upsample: str = "convt"       # "convt" fractional-strided conv (paper), "nearest" or "bilinear" upsample + conv
-    d_downsample: str = "conv"      # "conv" strided conv (paper), "maxpool" or "avgpool" after a stride-1 conv
+    g_upsample: str = "convt"       # "convt" fractional-strided conv (paper), "nearest" or "bilinear" upsample + conv,
+                                    # "learned": a learned upsample that starts as "nearest" (LearnedUpsample) + conv
+    d_downsample: str = "conv"      # "conv" strided conv (paper), "maxpool" or "avgpool" after a stride-1 conv,
+                                    # "learned": a learned downsample that starts as "avgpool" (LearnedPool)
     d_head: str = "linear"          # "linear": flatten + linear (paper); "conv": a final 4x4 conv; "gap": global average pooling + linear
     fc_hidden: int = 0              # fully connected hidden layers before G's projection and before D's head
     fc_width: int = 1024            # units of each fully connected hidden layer
@@ -197,6 +199,31 @@ def _upsample_then_conv(mode: str):
     return make
 
 
+class LearnedPool(nn.Conv2d):
+    """A 2x2 stride-2 depthwise conv that starts as the 2x2 average pool and learns from there: pooling's cost
+    (4 parameters per channel), the downsampling learned. Every init scheme leaves its start (``init_weights``)."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, 2, stride=2, groups=channels, bias=False)
+
+    def reset_parameters(self) -> None:
+        nn.init.constant_(self.weight, 0.25)
+
+
+class LearnedUpsample(nn.ConvTranspose2d):
+    """A 2x2 stride-2 depthwise fractional-strided conv that starts as nearest-neighbour upsampling (each pixel
+    copied to a 2x2 block) and learns from there. Every init scheme leaves its start (``init_weights``)."""
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, 2, stride=2, groups=channels, bias=False)
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+
+
+FIXED_START = (LearnedPool, LearnedUpsample)   # layers whose start is part of their definition, not the init's
+
+
 # Each maker returns the layers that take (cin, H, W) to (cout, 2H, W) or (cout, H/2, W/2).
 UPSAMPLERS: dict[str, Callable[[ArchSpec, int, int, bool], list[nn.Module]]] = {
     "convt": lambda a, cin, cout, bias: [
@@ -204,12 +231,14 @@ UPSAMPLERS: dict[str, Callable[[ArchSpec, int, int, bool], list[nn.Module]]] = {
     ],
     "nearest": _upsample_then_conv("nearest"),
     "bilinear": _upsample_then_conv("bilinear"),
+    "learned": lambda a, cin, cout, bias: [LearnedUpsample(cin), _conv_same(a, cin, cout, bias)],
 }
 
 DOWNSAMPLERS: dict[str, Callable[[ArchSpec, int, int, bool], list[nn.Module]]] = {
     "conv": lambda a, cin, cout, bias: [nn.Conv2d(cin, cout, a.kernel, 2, _pad(a.kernel), bias=bias)],
     "maxpool": lambda a, cin, cout, bias: [_conv_same(a, cin, cout, bias), nn.MaxPool2d(2)],
     "avgpool": lambda a, cin, cout, bias: [_conv_same(a, cin, cout, bias), nn.AvgPool2d(2)],
+    "learned": lambda a, cin, cout, bias: [_conv_same(a, cin, cout, bias), LearnedPool(cout)],
 }
 
 @dataclass(frozen=True)
@@ -425,10 +454,14 @@ INITS: dict[str, Callable[[nn.Module, float | None], None]] = {
 
 def init_weights(net: nn.Module, scheme: str, gains: dict[nn.Module, float | None] | None = None) -> None:
     """Initialise every module of ``net`` in order by ``INITS[scheme]``; ``gains`` maps a weighted layer to the
-    gain of the activation after it (the builder notes them; a layer not in it is initialised as an output)."""
+    gain of the activation after it (the builder notes them; a layer not in it is initialised as an output).
+    A layer of ``FIXED_START`` gets its own start (the fixed resampling it learns from) under every scheme."""
     init, gains = INITS[scheme], gains or {}
     for m in net.modules():
-        init(m, gains.get(m))
+        if isinstance(m, FIXED_START):
+            m.reset_parameters()
+        else:
+            init(m, gains.get(m))
 
 
 def build(a: ArchSpec) -> tuple[nn.Sequential, nn.Sequential]:

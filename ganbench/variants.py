@@ -8,7 +8,8 @@ channels and widths; the variant changes only what it tests.
 
 Where a change cannot help changing something else too (parameters, FLOPs, a learning rate), the
 ``confound_ratios`` of a variant to ``dcgan`` say by how much, and ``confounded`` names those beyond
-``CONFOUND_RATIO``; control arms (``no-bn-bias-free``, ``no-bn-he-init``, ``fc-hidden-matched``) isolate the rule.
+``CONFOUND_RATIO``; control arms (``no-bn-bias-free``, ``no-bn-he-init``, ``fc-hidden-matched``, ``d-pool-learned``,
+``g-upsample-learned``) isolate the rule.
 """
 
 from __future__ import annotations
@@ -198,6 +199,14 @@ VARIANTS: list[Variant] = [
            expects=WORSE_FID, arch={"g_upsample": "nearest"}),
     _paper("g-upsample-bilinear", rule="R1", description="G: bilinear upsample + conv instead of fractional-strided conv",
            expects=WORSE_FID, arch={"g_upsample": "bilinear"}),
+    _paper("d-pool-learned", rule="R1",
+           description="control: d-avgpool with its pool learned (a 2x2 stride-2 depthwise conv that starts as the "
+                       "average pool): pooling's cost, learned downsampling",
+           expects={"fid": "same"}, arch={"d_downsample": "learned"}),
+    _paper("g-upsample-learned", rule="R1",
+           description="control: g-upsample-nearest with its upsample learned (a 2x2 stride-2 depthwise "
+                       "fractional-strided conv that starts as nearest): its cost, learned upsampling",
+           expects={"fid": "same"}, arch={"g_upsample": "learned"}),
     # R2: batchnorm placement
     # (a layer that loses BN keeps BN's beta as a bias: ArchSpec.bias="lost-bn")
     _paper("no-bn", rule="R2", description="no batchnorm in G or D (a bias where BN was)",

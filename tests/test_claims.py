@@ -30,7 +30,7 @@ def test_claim_names_real_variants_and_metrics(claim):
 
 def test_every_rule_variant_is_tested_by_a_claim():
     rule_variants = {v.name for v in VARIANTS if v.rule in RULES}
-    tested = {name for c in CLAIMS for name in c.variants}
+    tested = {name for c in CLAIMS for name in (*c.variants, c.baseline)}   # an arm, or a control as baseline
     assert rule_variants - tested == set()
     assert [c.id for c in claims_for("no-bn-he-init")] == ["R2.collapse"]
 
@@ -43,6 +43,8 @@ def test_the_claims_the_paper_makes_are_there():
     by_id = {c.id: c for c in CLAIMS}
     assert "fc-hidden-matched" in by_id["R3.fc-hidden"].variants
     assert by_id["R2.poor-init"].baseline == "no-bn-he-init"
+    assert by_id["R1.learn-downsampling-matched"].baseline == "d-pool-learned"
+    assert by_id["R1.learn-upsampling-matched"].baseline == "g-upsample-learned"
 
 
 def test_untested_reasons_depend_on_the_protocol():

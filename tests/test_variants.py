@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from ganbench.arch import ArchSpec, ScaledSigmoid
+from ganbench.arch import ArchSpec, LearnedPool, LearnedUpsample, ScaledSigmoid
 from ganbench.errors import SpecError
 from ganbench.plugins import catalog
 from ganbench.variants import (CONFOUND_RATIO, CONFOUNDS, MATCH_TOLERANCE, RULES, VARIANTS, Variant, adam_both,
@@ -12,7 +12,8 @@ BUILTIN = {v.name: v for v in VARIANTS}
 REGISTRY = {v.name: v for v in catalog().variants}   # the built-ins and whatever plugins are loaded
 REQUIRED = """dcgan d-maxpool d-avgpool g-upsample-nearest g-upsample-bilinear no-bn no-bn-gen no-bn-disc bn-all
 no-bn-gen-output no-bn-disc-input fc-hidden d-gap g-conv-input g-leakyrelu g-maxout g-out-linear g-out-sigmoid
-d-relu d-maxout adam-beta1-0.9 adam-lr-1e-3 default-init no-bn-bias-free no-bn-he-init fc-hidden-matched""".split()
+d-relu d-maxout adam-beta1-0.9 adam-lr-1e-3 default-init no-bn-bias-free no-bn-he-init fc-hidden-matched
+d-pool-learned g-upsample-learned""".split()
 
 
 def test_every_required_variant_is_there():
@@ -202,6 +203,32 @@ def test_matched_arch_spec_is_the_same_from_a_resolved_record():
     spec = BUILTIN["fc-hidden-matched"].arch_spec(base)
     assert BUILTIN["fc-hidden-matched"].arch_spec(spec) == spec         # probe rebuilds from the recorded ArchSpec
     assert BUILTIN["fc-hidden-matched"].arch_spec(ArchSpec(resolution=32, channels=1, g_width=32, d_width=32)) != spec
+
+
+@pytest.mark.parametrize("fixed,learned", [("d-avgpool", "d-pool-learned"), ("g-upsample-nearest", "g-upsample-learned")])
+@pytest.mark.parametrize("init", ["dcgan", "he", "default"])
+def test_a_learned_resampling_control_starts_as_its_fixed_arm_and_learns(fixed, learned, init):
+    """R1's controls: the pooling/upsampling arm's network, its fixed 2x2 resampling made learnable. Built from
+    one seed, both compute the same function at the start (under every init), cost the same within 5%, and
+    its resampling weights move in a training step."""
+    base = ArchSpec(resolution=32, channels=1, g_width=8, d_width=8, init=init)
+    torch.manual_seed(0)
+    G0, D0 = BUILTIN[fixed].build(base)
+    torch.manual_seed(0)
+    G1, D1 = BUILTIN[learned].build(base)
+    z, x = torch.randn(6, base.z_dim), torch.rand(6, 1, 32, 32) * 2 - 1
+    assert torch.allclose(G0(z), G1(z), atol=1e-5) and torch.allclose(D0(x), D1(x), atol=1e-5)
+    ratios = {k: network_size(BUILTIN[learned], base)[k] / network_size(BUILTIN[fixed], base)[k]
+              for k in ("g_params", "d_params", "g_flops", "d_flops")}
+    assert all(abs(r - 1) < 0.05 for r in ratios.values()), ratios   # 1% at widths 32
+    resamplers = [m for m in (*G1.modules(), *D1.modules()) if isinstance(m, (LearnedPool, LearnedUpsample))]
+    assert len(resamplers) == 3 and not any(isinstance(m, (LearnedPool, LearnedUpsample))
+                                            for m in (*G0.modules(), *D0.modules()))
+    start = [m.weight.detach().clone() for m in resamplers]
+    opt = torch.optim.SGD([p for net in (G1, D1) for p in net.parameters()], lr=0.1)
+    (D1(G1(z)).mean() - D1(x).mean()).backward()
+    opt.step()
+    assert all(not torch.equal(m.weight, w) for m, w in zip(resamplers, start))
 
 
 def test_match_params_needs_fc_layers():
