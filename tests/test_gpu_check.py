@@ -10,11 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from ganbench.suite import load_suite
+
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
 gpu_check = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_check)
 
+# the arms of the suite the plan is for, read from it (the study grows when controls join it)
+ARMS = len(load_suite(ROOT / "benchmarks" / "paper-64.toml", []).variants)
 STACK_TEST = "tests/test_cuda.py::test_seeds_together_equal_seeds_alone_on_cuda[{}-dcgan]"
 
 
@@ -42,10 +46,10 @@ def check(tmp_path, monkeypatch, failed=(), total_ips=60_000.0, cores=16, study_
 def test_seeds_of_an_arm_train_together_when_the_stack_tests_passed(tmp_path, monkeypatch):
     plan = check(tmp_path, monkeypatch).study_plan(1_000.0)
     assert (plan["seeds"], plan["together"], plan["precision"]) == (3, 3, "fp32")
-    assert plan["processes"] == 26 and plan["jobs"] == 16 and plan["waves"] == 2   # one process per core
-    # 60,000 img/s (no more than one stack of 4 seeds: 30,000 x 2) shared by 16 processes of 3 seeds; 500 s a
-    # wave less 25 s of overhead; batch 128
-    assert plan["steps"] == int((500 - 25) * 60_000 / 48 / 128 // 10 * 10)
+    assert plan["processes"] == ARMS and plan["jobs"] == 16 and plan["waves"] == -(-ARMS // 16)   # one process per core
+    # 60,000 img/s (no more than one stack of 4 seeds: 30,000 x 2) shared by 16 processes of 3 seeds; each wave's
+    # share of the 1,000 s less 25 s of overhead; batch 128
+    assert plan["steps"] == int((1_000 / plan["waves"] - 25) * 60_000 / 48 / 128 // 10 * 10)
     assert "--together" not in plan["suite_args"]
 
 
@@ -58,7 +62,7 @@ def test_a_stack_failure_at_another_precision_does_not_stop_the_studys(tmp_path,
 def test_runs_go_one_per_process_when_the_stack_failed_at_the_studys_precision(tmp_path, monkeypatch, failed):
     plan = check(tmp_path, monkeypatch, failed=failed).study_plan(1_000.0)
     assert plan["together"] == 1 and plan["jobs"] == 16   # one process per core
-    assert plan["processes"] == plan["runs"] == 26 * plan["seeds"]
+    assert plan["processes"] == plan["runs"] == ARMS * plan["seeds"]
 
 
 @pytest.mark.parametrize("total_ips, seeds", [(20_000.0, 3), (2_000.0, 1), (50.0, 3)])
@@ -94,7 +98,7 @@ def test_no_stack_where_it_was_not_measured_faster_than_the_trainer(tmp_path, mo
     c = check(tmp_path, monkeypatch)
     c.results["batched"] = {"rows": rows}
     plan = c.study_plan(1_000.0)
-    assert plan["together"] == 1 and plan["processes"] == 26 * plan["seeds"]
+    assert plan["together"] == 1 and plan["processes"] == ARMS * plan["seeds"]
 
 
 def test_fewer_cores_than_the_best_concurrency_still_run_that_many(tmp_path, monkeypatch):
