@@ -367,9 +367,12 @@ def interpolate_cmd(run_dir, pairs, steps, slerp, seed, out, device):
 @alpha_option()
 @click.option("--correction", default="holm", show_default=True, type=click.Choice(["holm", "bh", "none"]),
               help="multiplicity correction across the report's primary claims")
+@click.option("--comparisons", type=click.IntRange(1), default=None,
+              help="the primary comparisons the study's design corrects across, when the report holds only some of "
+                   "them (the others count as never significant; default: as many as these records test)")
 @at_step_option()
 @_friendly
-def report_cmd(results, protocols, baseline, fmt, out, alpha, correction, at_step):
+def report_cmd(results, protocols, baseline, fmt, out, alpha, correction, comparisons, at_step):
     """Aggregate the runs over seeds, compare each variant with the baseline, and say rule by rule whether
     the evidence supports the paper."""
     from ganbench import report as rep
@@ -379,7 +382,7 @@ def report_cmd(results, protocols, baseline, fmt, out, alpha, correction, at_ste
         fmt = rep.format_for(out) if fmt is None else fmt
         if fmt == "table":
             raise GanbenchError(f"--out {out}: --format table is for the terminal; use md, csv, html or json")
-    r = rep.build_report(results, baseline, protocols or None, alpha, correction, at_step=at_step)
+    r = rep.build_report(results, baseline, protocols or None, alpha, correction, at_step=at_step, family=comparisons)
     for warning in r.warnings:
         click.echo(f"warning: {warning}", err=True)
     if out:

@@ -55,18 +55,16 @@ def test_the_published_pilot_gives_the_published_budget():
 
 
 def test_the_readmes_verdict_table_is_the_one_its_records_give():
-    """Every ``<!-- verdicts: PROTOCOL RESULTS -->`` section of the README is what
-    ``benchmarks/readme_verdicts.py`` renders from those records now."""
-    import re
-
+    """Every ``<!-- verdicts: PROTOCOL RESULTS [FAMILY] -->`` section of the README is what
+    ``benchmarks/readme_verdicts.py`` renders from those records now, corrected across that family."""
     spec = importlib.util.spec_from_file_location("readme_verdicts", ROOT / "benchmarks" / "readme_verdicts.py")
     readme_verdicts = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(readme_verdicts)
     text = (ROOT / "README.md").read_text()
-    sections = re.findall(r"<!-- verdicts: (\S+) (\S+) -->\n(.*?)\n<!-- /verdicts -->", text, re.S)
+    sections = readme_verdicts.sections(text)
     assert sections, "the README has no rendered verdict table"
-    for protocol, results, table in sections:
-        rendered = readme_verdicts.render(ROOT / results, protocol)
+    for protocol, results, family, table in sections:
+        rendered = readme_verdicts.render(ROOT / results, protocol, family)
         assert table == rendered, f"README's {protocol} table differs from its records: re-render it"
         assert rendered.count("\n| R") == 6 and "converged" in rendered
 
@@ -77,13 +75,16 @@ def test_writing_one_marked_section_leaves_the_others_alone(tmp_path, monkeypatc
     spec = importlib.util.spec_from_file_location("readme_verdicts", ROOT / "benchmarks" / "readme_verdicts.py")
     readme_verdicts = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(readme_verdicts)
-    monkeypatch.setattr(readme_verdicts, "render", lambda results, protocol: f"TABLE {protocol}")
+    monkeypatch.setattr(readme_verdicts, "render", lambda results, protocol, family=None: f"TABLE {protocol}")
     readme = tmp_path / "README.md"
     readme.write_text("# top\n<!-- verdicts: new R -->\n<!-- /verdicts -->\n\nwords between\n\n"
                       "<!-- verdicts: old R -->\n| old | table |\n<!-- /verdicts -->\n\nthe end\n")
     readme_verdicts.write(readme, "R", "new")
     assert readme.read_text() == ("# top\n<!-- verdicts: new R -->\nTABLE new\n<!-- /verdicts -->\n\nwords between\n\n"
                                   "<!-- verdicts: old R -->\n| old | table |\n<!-- /verdicts -->\n\nthe end\n")
-    readme_verdicts.write(readme, "R", "old")                       # a filled section is replaced the same way
-    assert "TABLE new" in readme.read_text() and "<!-- verdicts: old R -->\nTABLE old\n<!-- /verdicts -->\n\nthe end" \
-        in readme.read_text() and "| old | table |" not in readme.read_text()
+    readme_verdicts.write(readme, "R", "old", 33)                   # a filled section is replaced the same way
+    assert [(p, r, f) for p, r, f, _ in readme_verdicts.sections(readme.read_text())] == [("new", "R", None),
+                                                                                          ("old", "R", 33)]
+    readme_verdicts.write(readme, "R", "old", 40)                   # its marker's family is replaced with it
+    assert "TABLE new" in readme.read_text() and "<!-- verdicts: old R 40 -->\nTABLE old\n<!-- /verdicts -->\n\nthe end" \
+        in readme.read_text() and "| old | table |" not in readme.read_text() and " 33 -->" not in readme.read_text()

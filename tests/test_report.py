@@ -156,6 +156,37 @@ def test_the_correction_covers_every_primary_comparison(report_known):
         rep.build_report(report_known, correction="bonferroni")
 
 
+def test_a_study_designed_with_more_comparisons_is_corrected_across_all_of_them(report_known):
+    """``--comparisons M``: an interim report of a study whose design fixed M primary comparisons corrects
+    across M, the ones not yet run counting as never significant: its adjusted p-values are those of the
+    tested ones padded with p = 1, its MDEs are at alpha / M, and a family smaller than what it tests is a
+    user's mistake (one line, exit 2)."""
+    from ganbench.statistics import adjust_pvalues
+
+    alone = rep.build_report(report_known)
+    tested = alone.claims[alone.claims["verdict"] != "untested"]
+    n = int(np.isfinite(tested["p_value"]).sum())
+    r = rep.build_report(report_known, family=n + 10)
+    part = r.claims[r.claims["verdict"] != "untested"]
+    pvalues = list(part["p_value"])
+    padded = adjust_pvalues([p for p in pvalues if math.isfinite(p)] + [1.0] * 10, "holm")[:n]
+    assert [p for p in part["p_adjusted"] if math.isfinite(p)] == pytest.approx(padded)
+    assert (part["p_adjusted"].fillna(0) >= tested["p_adjusted"].fillna(0)).all()
+    assert (part["p_adjusted"] > tested["p_adjusted"]).any()
+    assert any(f"alpha/{n + 10}" in reason for reason in part["reason"])
+    assert f"a family of {n + 10} fixed by the study's design" in rep.definitions(r.settings)["correction"]
+    same = rep.build_report(report_known, family=n).claims
+    assert list(same["p_adjusted"]) == pytest.approx(list(alone.claims["p_adjusted"]), nan_ok=True)
+    with pytest.raises(rep.ReportError, match=f"--comparisons {n - 1}: the report holds {n} primary comparisons"):
+        rep.build_report(report_known, family=n - 1)
+    out = CliRunner().invoke(main, ["report", "--results", str(report_known), "--comparisons", str(n - 1)])
+    assert out.exit_code == 2 and "Traceback" not in out.output
+    assert f"the report holds {n} primary comparisons" in out.output
+    shown = CliRunner().invoke(main, ["report", "--results", str(report_known), "--comparisons", str(n + 10),
+                                      "--format", "md"])
+    assert shown.exit_code == 0 and f"correction across the design's {n + 10} comparisons" in shown.output
+
+
 def test_claim_and_rule_verdicts_combine_their_parts(report_known):
     r = rep.build_report(report_known)
     rules = r.rules.set_index("rule")

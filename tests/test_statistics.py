@@ -140,6 +140,22 @@ def test_nan_passes_through_and_does_not_count_as_a_test(method):
     assert [out[0], out[2]] == pytest.approx(S.adjust_pvalues([0.01, 0.04], method))
 
 
+@pytest.mark.parametrize("method", ["holm", "bh"])
+def test_a_part_of_a_larger_family_is_corrected_as_the_whole_family_would_be(method):
+    """An interim report of a study whose design fixed 5 comparisons, 2 of them run: the 3 missing ones count
+    as never significant (p = 1), so the 2 are adjusted as strictly as in the full family, not as a family
+    of 2 (Holm by hand: 0.01 x 5 = 0.05, 0.04 x 4 = 0.16)."""
+    part = S.adjust_pvalues([0.04, math.nan, 0.01], method, family=5)
+    assert math.isnan(part[1])
+    assert [part[0], part[2]] == pytest.approx(S.adjust_pvalues([0.04, 0.01, 1.0, 1.0, 1.0], method)[:2])
+    assert [part[0], part[2]] > S.adjust_pvalues([0.04, 0.01], method)          # stricter than the part alone
+    if method == "holm":
+        assert [part[0], part[2]] == pytest.approx([0.16, 0.05])
+    assert S.adjust_pvalues([0.04, 0.01], method, family=2) == S.adjust_pvalues([0.04, 0.01], method)
+    with pytest.raises(GanbenchError, match="family of 1 comparisons cannot hold the 2 given"):
+        S.adjust_pvalues([0.04, 0.01], method, family=1)
+
+
 def test_unknown_correction_names_the_allowed_ones():
     with pytest.raises(ValueError, match="holm, bh, none"):
         S.adjust_pvalues([0.1], "bonferonni")

@@ -71,12 +71,13 @@ class Report:
 
 def build_report(results_dir: str | Path = "results", baseline: str = "dcgan",
                  protocol: str | Iterable[str] | None = None, alpha: float = ALPHA, correction: str = "holm",
-                 margin: float = EQUIVALENCE_RATIO, at_step: int | None = None) -> Report:
+                 margin: float = EQUIVALENCE_RATIO, at_step: int | None = None, family: int | None = None) -> Report:
     """Everything a report shows, from the records under ``results_dir`` (of the given protocols, if any);
-    with ``at_step``, from the runs as they stood after their evaluation at that step."""
+    with ``at_step``, from the runs as they stood after their evaluation at that step; with ``family``, the
+    correction is over that many primary comparisons (a study's design), of which the report holds some."""
     if correction not in CORRECTIONS:
         raise ReportError(f"--correction {correction}: unknown; use one of {', '.join(CORRECTIONS)}")
-    settings = Settings(alpha, correction, margin)
+    settings = Settings(alpha, correction, margin, family)
     loaded = load_results(results_dir, protocol, at_step)
     runs, series, warnings = loaded.runs, loaded.series, loaded.warnings
     root = Path(results_dir)

@@ -48,7 +48,8 @@ def _json_value(v: Any) -> Any:
 def to_json(report: Report) -> str:
     doc = {
         "results": report.results, "baseline": report.baseline, "alpha": report.alpha,
-        "correction": report.settings.correction, "equivalence_ratio": report.settings.margin,
+        "correction": report.settings.correction, "family": report.settings.family,
+        "equivalence_ratio": report.settings.margin,
         "definitions": definitions(report.settings), "warnings": report.warnings, "rules": _records(report.rules),
         "claim_verdicts": _records(report.claim_verdicts), "claims": _records(report.claims),
         "variants": _records(report.variants), "aggregates": _records(report.aggregates),

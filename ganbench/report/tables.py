@@ -80,8 +80,9 @@ def display_tables(report: Report, compact: bool = False) -> list[DisplayTable]:
 
     rows = [{"protocol": r.protocol, "rule": r.rule, "verdict": r.verdict, "evidence": r.summary,
              "paper's rule": r.paper_rule, "claims": r.claims} for r in report.rules.itertuples()]
+    family = f" across the design's {s.family} comparisons" if s.family and s.correction != "none" else ""
     tables.append(DisplayTable(f"Verdicts per rule (baseline {report.baseline}, alpha {s.alpha:g}, {s.correction} "
-                               f"correction)", p_col + ["rule", "verdict"] + ([] if compact else ["paper's rule"])
+                               f"correction{family})", p_col + ["rule", "verdict"] + ([] if compact else ["paper's rule"])
                                + ["claims", "evidence"], rows))
 
     rows = []

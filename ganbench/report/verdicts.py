@@ -37,6 +37,7 @@ from ganbench import statistics as st
 from ganbench.claims import CLAIMS, Claim
 from ganbench.metrics import BUILTIN_METRICS
 from ganbench.metrics.stability import BREAKDOWN_RATIO
+from ganbench.report.load import ReportError
 from ganbench.report.stats import BINARY, _better_word, finite_values
 from ganbench.variants import CONFOUND_RATIO, CONFOUNDS, RULES, Rule
 
@@ -55,6 +56,9 @@ class Settings:
     alpha: float = ALPHA
     correction: str = "holm"
     margin: float = EQUIVALENCE_RATIO    # "same": the ratio of geometric means within [1/margin, margin]
+    family: int | None = None            # the primary comparisons the correction is over, fixed by a study's design
+    #                                      before all were run (those not in the report count as never significant);
+    #                                      None: the ones the report tests
 
 
 CLAIM_COLUMNS = ["protocol", "rule", "claim", "text", "variant", "baseline", "metric", "expected", "better", "n_variant",
@@ -173,11 +177,15 @@ def judge_claims(runs: pd.DataFrame, directions: Mapping[str, bool | None], colu
                     rows.append(row)
                     pending.append((row, c, eq, hib))
     # multiplicity: every primary comparison of the report together; "same" claims' TOST p as their own family
-    adjusted = st.adjust_pvalues([c.p for _, c, _, _ in pending], settings.correction)
+    tested = sum(math.isfinite(c.p) for _, c, _, _ in pending)
+    if settings.family is not None and settings.family < tested:
+        raise ReportError(f"--comparisons {settings.family}: the report holds {tested} primary comparisons; the "
+                          f"family corrected across must count at least those")
+    adjusted = st.adjust_pvalues([c.p for _, c, _, _ in pending], settings.correction, settings.family)
     tost = [i for i, (_, _, eq, _) in enumerate(pending) if eq is not None]
     tost_adjusted = dict(zip(tost, st.adjust_pvalues([pending[i][2].p for i in tost], settings.correction)))
-    floors = st.adjusted_floors([c for _, c, _, _ in pending], settings.correction)   # each one's best case
-    family = sum(math.isfinite(c.p) for _, c, _, _ in pending) if settings.correction != "none" else 1
+    floors = st.adjusted_floors([c for _, c, _, _ in pending], settings.correction, settings.family)   # best cases
+    family = (settings.family or tested) if settings.correction != "none" else 1
     for i, (row, c, eq, hib) in enumerate(pending):
         verdict = st.judge(row["expected"], hib, c, p_adjusted=adjusted[i], equivalence=eq,
                            p_equivalence_adjusted=tost_adjusted.get(i), p_floor=floors[i], family=family,
@@ -343,8 +351,10 @@ def definitions(settings: Settings) -> dict[str, str]:
                   "(0/1 outcomes: of proportions, Newcombe's interval)",
         "test": "an exact permutation test when an arm has fewer than 6 seeds (its p is never below 2/C(n_a+n_b, n_a): "
                 "0.1 at 3 vs 3), Welch's t-test from 6; Fisher's exact test for 0/1 outcomes (diverged, collapsed)",
-        "correction": f"{settings.correction} across the report's primary comparisons (TOST p-values of 'same' claims as "
-                      f"their own family); alpha {settings.alpha:g}",
+        "correction": f"{settings.correction} across the report's primary comparisons"
+                      + (f", a family of {settings.family} fixed by the study's design (those not yet run count as "
+                         f"never significant)" if settings.family else "")
+                      + f" (TOST p-values of 'same' claims as their own family); alpha {settings.alpha:g}",
         "supported": "worse/better: significant after correction in the predicted direction; same: equivalent by TOST "
                      f"within [{1 / m:.3f}, {m:.3f}]x",
         "contradicted": "significant after correction the other way (same: a significant difference)",

@@ -165,14 +165,19 @@ def equivalence(variant: Iterable[float], baseline: Iterable[float], *, log_scal
 # ---- multiplicity ---------------------------------------------------------------------------------------
 
 
-def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float]:
+def adjust_pvalues(pvalues: Sequence[float], method: str = "holm", family: int | None = None) -> list[float]:
     """p-values adjusted for testing them together, in the order given.
 
     "holm" (default): Holm's step-down method, controlling the family-wise error rate (the chance of any
     false "significant") under any dependence. "bh": Benjamini-Hochberg (scipy's
     ``false_discovery_control``), controlling the expected share of false discoveries; assumes
     independent or positively dependent tests. "none": unchanged. NaN values (claims without a test) are
-    passed through and do not count towards the number of tests."""
+    passed through and do not count towards the number of tests.
+
+    ``family``: the size of the family the correction is over, when these p-values are only part of it (a
+    study's interim report, with the comparisons its design fixed not all run yet): each missing comparison
+    counts as p = 1, one that is never significant, so the part is corrected no less strictly than the whole
+    family would correct it. Default: the finite p-values given, the whole family."""
     if method not in MULTIPLICITY:
         raise StatisticsError(f"unknown multiplicity correction {method!r}; allowed: {', '.join(MULTIPLICITY)}")
     p = np.asarray(list(pvalues), dtype=float)
@@ -183,23 +188,27 @@ def adjust_pvalues(pvalues: Sequence[float], method: str = "holm") -> list[float
     q = p[ok]
     if np.any((q < 0) | (q > 1)):
         raise StatisticsError(f"p-values must lie in [0, 1], got {q[(q < 0) | (q > 1)].tolist()}")
+    if family is not None:
+        if family < len(q):
+            raise StatisticsError(f"a family of {family} comparisons cannot hold the {len(q)} given")
+        q = np.concatenate([q, np.ones(family - len(q))])   # the missing comparisons, as if never significant
     if method == "bh":
-        out[ok] = stats.false_discovery_control(q, method="bh")
+        out[ok] = stats.false_discovery_control(q, method="bh")[:ok.sum()]
     else:
         m = len(q)
         order = np.argsort(q, kind="stable")
         stepped = np.maximum.accumulate((m - np.arange(m)) * q[order])
         adjusted = np.empty(m)
         adjusted[order] = np.minimum(stepped, 1.0)
-        out[ok] = adjusted
+        out[ok] = adjusted[:ok.sum()]
     return [float(v) for v in out]
 
 
-def adjusted_floors(comparisons: Sequence[Comparison], method: str = "holm") -> list[float]:
+def adjusted_floors(comparisons: Sequence[Comparison], method: str = "holm", family: int | None = None) -> list[float]:
     """Each comparison's smallest possible p after the correction: ``adjust_pvalues`` of every comparison's
-    ``min_p`` (those without a p left out, as there). A lower bound on its adjusted p whatever the data:
-    Holm's and BH's adjusted p-values never fall when a p rises."""
-    return adjust_pvalues([c.min_p if math.isfinite(c.p) else math.nan for c in comparisons], method)
+    ``min_p`` (those without a p left out, as there; ``family`` as there). A lower bound on its adjusted p
+    whatever the data: Holm's and BH's adjusted p-values never fall when a p rises."""
+    return adjust_pvalues([c.min_p if math.isfinite(c.p) else math.nan for c in comparisons], method, family)
 
 
 # ---- verdicts -------------------------------------------------------------------------------------------
