@@ -5,8 +5,8 @@
 # seeds (study.toml's `seeds`) in the same order; then (e) the Fashion-MNIST replicate, its arms chosen once
 # from the MNIST records (benchmarks/choose_replicate.py writes benchmarks/study-fashion-mnist.toml; commit
 # it), and (f) the instability counts (benchmarks/instability.toml). Every run resumes from its checkpoint and
-# finished runs are skipped, so the same command picks up wherever the last session stopped. Run it at low
-# priority:
+# finished runs are skipped (in a fresh checkout, the published records are copied in first), so the same
+# command picks up wherever the last session stopped. Run it at low priority:
 #   PATH=$PWD/.venv/bin:$PATH GANBENCH_DATA=../shared/datasets nohup nice -n 19 bash benchmarks/study.sh > study.log &
 # Publish what finished (records, not checkpoints) at least hourly: bash benchmarks/render_study.sh (the records,
 # the study's report and plan, and the README's verdict table, which tests/test_published.py checks against the
@@ -17,6 +17,13 @@ stages=("dcgan R2" "R6" "R1 R3 R4 R5")
 # every run scores through the classifier the study's first records were scored through (not one trained again
 # on this machine, whose other weights move FID by a few per cent): published in results/published/classifiers
 python benchmarks/pin_classifiers.py || exit 2
+# a fresh checkout has no $results: the published records stand in for the runs they finished (their run_ids
+# are the suites'), so those runs are skipped, not trained again; a run folder already here is left alone
+for d in results/published/records/{pilot,study,study-fashion-mnist}/*/seed-*; do
+  [ -d "$d" ] || continue
+  here=$results/${d#results/published/records/}
+  [ -e "$here" ] || { mkdir -p "$(dirname "$here")" && cp -r "$d" "$here"; }
+done
 bash benchmarks/pilot.sh
 run_stages() {  # run_stages N: every stage's arms to N seeds, stage after stage, in one command: runs go in the
   # order of the variants given, and no core waits for the last run of a stage before the next stage starts
