@@ -40,8 +40,9 @@ whether its FID curve has:
   out, keeping their place on the index; NaN when fewer than ``PLATEAU_MIN`` = 3 finite FIDs remain or the
   last evaluation's FID is not finite (a diverged run: ``diverged`` says so).
 - ``converged``: 1 when ``|fid_tail_change| < PLATEAU_SLOPE`` (0.05 per evaluation), else 0; NaN where
-  the change is. ``plateau(fids)`` applies the same rule to any curve (records written before these values
-  existed: ``plateau(fid_curve(rows))``).
+  the change is. Plateaued, not learned: a run flat at failure (FID ~6,500 at every evaluation) has
+  converged too, and ``failed_to_learn`` tells it apart. ``plateau(fids)`` applies the same rule to any
+  curve (records written before these values existed: ``plateau(fid_curve(rows))``).
   Why 0.05: on a flat curve the slope is noise. FID's sampling noise alone, measured through the MNIST
   domain classifier with 1,000 images, is a standard deviation of log FID of 0.08 at the real-data floor
   (FID ~18), 0.02 at FID ~450 and 0.01 at FID ~1,450 (with 2,560 images 0.055 at the floor; with

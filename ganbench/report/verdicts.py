@@ -367,8 +367,9 @@ def definitions(settings: Settings) -> dict[str, str]:
         "rule verdict": "from its tested claims: supported when at least one is supported and none contradicted; "
                         "contradicted the other way round; inconclusive when they disagree or none is decided; "
                         "underpowered when every tested claim was",
-        "converged": "a run whose FID curve plateaued (ganbench.metrics.stability.plateau); a verdict from runs that "
-                     "did not says so",
+        "converged": "a run whose FID curve plateaued (ganbench.metrics.stability.plateau), whether or not G learned: "
+                     "a run flat at failure counts too (failed to learn says which); a verdict from runs that did "
+                     "not plateau says so",
         "confounded": f"the arms' mean parameters, FLOPs or learning rates differ by more than {CONFOUND_RATIO}x "
                       "(not counting what the claim under test changes by design, e.g. the learning rate in R6.lr)",
         "diverged": "the run's losses became non-finite; it has no quality metrics (FID is missing, not zero)",
