@@ -51,6 +51,10 @@ def main() -> None:
     known = df["share"].dropna()
     print(f"\nruns with their whole wall time recorded: {len(known)} of {len(df)}"
           + (f"; training {known.min():.1%}-{known.max():.1%} of it (median {known.median():.1%})" if len(known) else ""))
+    if len(known):   # the goal is the study's wall time, not a typical run's: the runs' seconds pooled
+        timed = df.dropna(subset=["share"])
+        print(f"pooled over those runs: {timed['train_s'].sum():,.0f} s training of {timed['wall_s'].sum():,.0f} s "
+              f"wall time, {timed['train_s'].sum() / timed['wall_s'].sum():.1%}")
 
 
 if __name__ == "__main__":
