@@ -48,13 +48,13 @@ def main() -> None:
         sys.exit(2)
     shown = df.assign(share=df["share"].map(lambda s: "unknown" if pd.isna(s) else f"{s:.1%}"))
     print(shown.round({"train_s": 0, "wall_s": 0}).to_string(index=False))
-    known = df["share"].dropna()
+    timed = df.dropna(subset=["share"])
+    known = timed["share"]
     print(f"\nruns with their whole wall time recorded: {len(known)} of {len(df)}"
           + (f"; training {known.min():.1%}-{known.max():.1%} of it (median {known.median():.1%})" if len(known) else ""))
     if len(known):   # the goal is the study's wall time, not a typical run's: the runs' seconds pooled
-        timed = df.dropna(subset=["share"])
-        print(f"pooled over those runs: {timed['train_s'].sum():,.0f} s training of {timed['wall_s'].sum():,.0f} s "
-              f"wall time, {timed['train_s'].sum() / timed['wall_s'].sum():.1%}")
+        train, wall = timed["train_s"].sum(), timed["wall_s"].sum()
+        print(f"pooled over those runs: {train:,.0f} s training of {wall:,.0f} s wall time, {train / wall:.1%}")
 
 
 if __name__ == "__main__":
