@@ -2,11 +2,11 @@
 # The decisive CPU study in the order of its design (results/published/README.md): the pilot's remaining runs
 # (benchmarks/pilot.sh, two lanes), then stages (b) R2 with its controls and the baseline, (c) R6, (d) R1, R3,
 # R4, R5, 3 seeds each, two runs at a time (in one command, in this order); then every arm to the design's 6
-# seeds (study.toml's `seeds`) in the same order; then (e) the Fashion-MNIST replicate, its arms chosen once
-# from the MNIST records (benchmarks/choose_replicate.py writes benchmarks/study-fashion-mnist.toml; commit
-# it), and (f) the instability counts (benchmarks/instability.toml). Every run resumes from its checkpoint and
-# finished runs are skipped (in a fresh checkout, the published records are copied in first), so the same
-# command picks up wherever the last session stopped. Run it at low priority:
+# seeds (study.toml's `seeds`), soonest decided first (benchmarks/seed_order.py); then (e) the Fashion-MNIST
+# replicate, its arms chosen once from the MNIST records (benchmarks/choose_replicate.py writes
+# benchmarks/study-fashion-mnist.toml; commit it), and (f) the instability counts (benchmarks/instability.toml).
+# Every run resumes from its checkpoint and finished runs are skipped (in a fresh checkout, the published records
+# are copied in first), so the same command picks up wherever the last session stopped. Run it at low priority:
 #   PATH=$PWD/.venv/bin:$PATH GANBENCH_DATA=../shared/datasets nohup nice -n 19 bash benchmarks/study.sh > study.log &
 # Publish what finished (records, not checkpoints) at least hourly: bash benchmarks/render_study.sh (the records,
 # the study's report and plan, and the README's verdict table, which tests/test_published.py checks against the
@@ -32,6 +32,9 @@ run_stages() {  # run_stages N: every stage's arms to N seeds, stage after stage
   ganbench run --suite benchmarks/study.toml "${args[@]}" --seeds "$1" --jobs 2 --results "$results"
 }
 run_stages 3                                              # (b), (c), (d)
+# the pass to the design's seeds: every arm, the ones the published plan says the extra seeds can decide first
+# (benchmarks/seed_order.py), then the stages' order for any arm the plan does not name
+stages=("$(python benchmarks/seed_order.py results/published/study-plan.json | tr '\n' ' ')" "${stages[@]}")
 run_stages "$(python -c 'import tomllib; print(tomllib.load(open("benchmarks/study.toml", "rb"))["seeds"])')"
 replicate=benchmarks/study-fashion-mnist.toml             # (e): its arms chosen once, from the 6-seed records
 [ -f $replicate ] || python benchmarks/choose_replicate.py "$results" --protocol study --write $replicate || exit 2

@@ -7,6 +7,7 @@ README's verdict table (``benchmarks/readme_verdicts.py``) is the one its record
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,19 @@ def test_writing_one_marked_section_leaves_the_others_alone(tmp_path, monkeypatc
     readme_verdicts.write(readme, "R", "old", 40)                   # its marker's family is replaced with it
     assert "TABLE new" in readme.read_text() and "<!-- verdicts: old R 40 -->\nTABLE old\n<!-- /verdicts -->\n\nthe end" \
         in readme.read_text() and "| old | table |" not in readme.read_text() and " 33 -->" not in readme.read_text()
+
+
+def test_the_pass_to_more_seeds_trains_the_soonest_decided_arms_first():
+    """``benchmarks/seed_order.py``: arms by the fewest seeds that would decide any of their comparisons, arms
+    with no figure ('-') and the baselines after them in the plan's order, each arm once."""
+    spec = importlib.util.spec_from_file_location("seed_order", ROOT / "benchmarks" / "seed_order.py")
+    seed_order = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(seed_order)
+    plan = [{"variant": "a", "vs": "dcgan", "seeds_for_effect": 40},
+            {"variant": "b", "vs": "dcgan", "seeds_for_effect": "-"},
+            {"variant": "c", "vs": "dcgan", "seeds_for_effect": 9},
+            {"variant": "a", "vs": "c", "seeds_for_effect": 6},          # a's other comparison decides it sooner
+            {"variant": "d", "vs": "e", "seeds_for_effect": 9}]
+    assert seed_order.order(plan) == ["a", "c", "d", "b", "dcgan", "e"]
+    published = seed_order.order(json.loads((ROOT / "results/published/study-plan.json").read_text()))
+    assert len(published) == len(set(published)) and {"dcgan", "d-pool-learned", "fc-hidden"} <= set(published)
