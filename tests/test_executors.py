@@ -1,6 +1,10 @@
 """Choosing an executor; these run whether or not Ray is installed."""
 
+import os
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -9,6 +13,7 @@ from ganbench.cli import main
 from ganbench.errors import GanbenchError
 from ganbench.executors import make_executor
 from ganbench.executors.local import InProcessExecutor, ProcessPoolExecutor
+from ganbench.files import Locked, file_lock
 
 
 def _error_lines(output: str) -> list[str]:
@@ -71,3 +76,43 @@ def test_pool_workers_get_their_index_and_a_gpu_each_round_robin(monkeypatch, re
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     local._worker_init(1, counter, "auto")
     assert local.worker_info() == {"index": 3, "device": "cpu"} and set_devices == [0, 1, 0]
+
+
+def _held(lock) -> bool:
+    try:
+        with file_lock(lock, wait=False):
+            return False
+    except Locked:
+        return True
+
+
+def _wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_a_killed_suite_leaves_no_worker_training(tmp_path):
+    """`ganbench run --jobs 2` killed with SIGKILL, which reaches it alone (no chance to clean up, nor to tell its
+    workers): its workers end too, so no orphan trains on unseen, and the runs' locks are free for the suite
+    run again (it resumes them). The runs are long enough to still be training when the suite is killed."""
+    locks = [tmp_path / "smoke" / "dcgan" / f"seed-{s}" / ".lock" for s in (0, 1)]
+    suite = subprocess.Popen([sys.executable, "-m", "ganbench", "run", "--protocol", "smoke", "--variant", "dcgan",
+                              "--seeds", "2", "--jobs", "2", "--set", "steps=1000000", "--set", "eval_every=100000",
+                              "--set", "metrics=[]", "--results", str(tmp_path)],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert _wait_until(lambda: all(lock.exists() and _held(lock) for lock in locks) or suite.poll() is not None,
+                           120)
+        assert suite.poll() is None, "the suite ended before both runs were training"
+        suite.kill()                                   # the suite alone, not its process group
+        suite.wait()
+        assert _wait_until(lambda: not any(_held(lock) for lock in locks), 60), "a worker trains on without its suite"
+    finally:
+        try:
+            os.killpg(suite.pid, signal.SIGKILL)       # whatever is left of the group, should the test fail
+        except ProcessLookupError:
+            pass

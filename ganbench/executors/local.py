@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 import warnings
 from typing import Sequence
 
@@ -48,6 +50,7 @@ def _worker_init(threads: int, counter, device: str) -> None:
     from ganbench.device import device_for_worker, set_threads
 
     set_threads(threads)
+    _exit_with_parent()
     warnings.formatwarning = one_line_warning     # as the command line prints them
     with counter.get_lock():
         index = counter.value
@@ -56,6 +59,23 @@ def _worker_init(threads: int, counter, device: str) -> None:
     WORKER["device"] = device_for_worker(index, None, device)
     if WORKER["device"].startswith("cuda:"):
         torch.cuda.set_device(int(WORKER["device"].split(":")[1]))
+
+
+def _exit_with_parent() -> None:
+    """A worker whose ``ganbench run`` is gone (killed with SIGTERM or SIGKILL, which reach it alone, unlike
+    Ctrl-C, which reaches the whole process group) ends at once instead of training on unseen, holding its
+    run's lock and a core: run again, the suite resumes that run from its last checkpoint (files are written
+    atomically, so nothing is half-written). The parent's sentinel, which multiprocessing gives every spawned
+    child, becomes ready when the parent dies."""
+    parent = multiprocessing.parent_process()
+    if parent is None:               # called in the main process (tests)
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ganbench-exit-with-parent", daemon=True).start()
 
 
 def worker_info() -> dict:
