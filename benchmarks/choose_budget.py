@@ -1,6 +1,12 @@
 """The pilot's decision (issue 18): the training budget S* of the main study, read off the baseline's FID curves.
 
     python benchmarks/choose_budget.py RESULTS/pilot [--baseline dcgan] [--out results/published/pilot]
+    python benchmarks/choose_budget.py RESULTS/stacked-mnist-pilot-d-quarter --metric modes --out DIR
+
+``--metric modes`` reads the same rule off the baseline's curves of modes covered (Stacked MNIST's budget: the
+step where the baseline's mode count has plateaued, issue 18's stage 5), each evaluation's count of modes among
+the same number of samples (``modes_n``; a final scoring on more samples finds more modes and is left out of
+the curve), on the log scale as FID is: a plateau is a change of less than about 5% per evaluation.
 
 The rule: S* is the smallest evaluated step S at which *every* seed of the baseline has plateaued by ganbench's
 convergence rule applied to its curve cut at S, and stays plateaued when cut at the next HOLD - 1 evaluations
@@ -29,14 +35,26 @@ from ganbench.metrics.stability import PLATEAU_MIN, PLATEAU_SLOPE, plateau  # no
 from ganbench.record import RunRecord, run_dirs  # noqa: E402
 
 
-def curves(folder: Path) -> dict[str, dict[int, list[tuple[int, float]]]]:
-    """variant -> seed -> [(step, FID at n_eval images)], from every run's series (finished or still training)."""
+METRICS = ("fid", "modes")
+
+
+def point(row: dict, metric: str) -> float:
+    """One evaluation's value on the curve: FID at n_eval images, or the modes covered."""
+    if metric == "fid":
+        return row.get("fid_n_eval", row.get("fid", math.nan))
+    return row.get(metric, math.nan)
+
+
+def curves(folder: Path, metric: str = "fid") -> dict[str, dict[int, list[tuple[int, float]]]]:
+    """variant -> seed -> [(step, value)], from every run's series (finished or still training): FID at n_eval
+    images, or modes covered among as many samples as the first evaluation's (``modes_n``)."""
     out: dict[str, dict[int, list]] = defaultdict(dict)
     for d in run_dirs(folder):
         rows = RunRecord(d).series()
+        if metric == "modes":
+            rows = [r for r in rows if r.get("modes_n") == rows[0].get("modes_n")]
         if rows:
-            points = [(r["step"], r.get("fid_n_eval", r.get("fid", math.nan))) for r in rows]
-            out[d.parent.name][int(d.name.split("-")[1])] = points
+            out[d.parent.name][int(d.name.split("-")[1])] = [(r["step"], point(r, metric)) for r in rows]
     return out
 
 
@@ -123,16 +141,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("results/published/pilot"))
     ap.add_argument("--seeds", default=",".join(map(str, PILOT_SEEDS)),
                     help="the baseline seeds the budget is chosen from (default: the pilot's)")
+    ap.add_argument("--metric", choices=METRICS, default="fid", help="the curve the rule reads (default: fid)")
     args = ap.parse_args()
-    data = curves(args.folder)
+    name = {"fid": "FID", "modes": "modes covered"}[args.metric]
+    data = curves(args.folder, args.metric)
     base = pilot_baseline(data, args.baseline, [int(s) for s in args.seeds.split(",")])
     s_star = choose(base)
     first = choose(base, hold=1)   # the rule as first written, for comparison
     fallback, fallback_slope = most_plateaued(base)
 
     lines = [f"# The pilot's budget: {args.folder}", "",
-             f"Rule: the smallest step from which every `{args.baseline}` seed's FID curve, cut there and at the "
-             f"next {HOLD - 1} evaluations, has |slope of log FID per evaluation over the last third| < "
+             f"Rule: the smallest step from which every `{args.baseline}` seed's {name} curve, cut there and at the "
+             f"next {HOLD - 1} evaluations, has |slope of log {name} per evaluation over the last third| < "
              f"{PLATEAU_SLOPE} (✓).", "",
              f"**S\\* = {s_star if s_star else 'not reached within the pilot'}** (by the rule as first written, "
              f"plateaued at one evaluation: {first if first else 'not reached'})", "",
@@ -140,7 +160,7 @@ def main() -> None:
                  f"Neither finds a step where every seed passes. The fallback (amendment 2, stated before any study "
                  f"run): the step where the seeds are jointly closest to flat, the smallest largest |slope| over the "
                  f"seeds: **{fallback}** (largest |slope| there {fallback_slope:.3f}).", ""]),
-             f"## `{args.baseline}`: slope of log FID per evaluation over the tail, curve cut at each step", ""]
+             f"## `{args.baseline}`: slope of log {name} per evaluation over the tail, curve cut at each step", ""]
     table = {seed: slopes(p) for seed, p in sorted(base.items())}
     steps = sorted({s for t in table.values() for s in t})
     lines += ["| step | " + " | ".join(f"seed {s}" for s in table) + " |", "|---" * (len(table) + 1) + "|"]
@@ -148,17 +168,18 @@ def main() -> None:
         cells = [f"{t[step][0]:+.3f}{' ✓' if t[step][1] == 1.0 else ''}" if step in t else "" for t in table.values()]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     at_step = s_star or first or fallback
-    lines += ["", f"## Every arm: FID (at the evaluation sample size) at step {at_step}, its best, and its last", "",
-              f"| variant | seed | FID at {at_step} | slope there | best FID (step) | last step | FID there |",
+    lines += ["", f"## Every arm: {name} (at the evaluation sample size) at step {at_step}, its best, and its last", "",
+              f"| variant | seed | {name} at {at_step} | slope there | best {name} (step) | last step | {name} there |",
               "|---|---|---|---|---|---|---|"]
     for variant, seeds in sorted(data.items()):
         for seed, points in sorted(seeds.items()):
             at = dict(points)
             sl = slopes(points).get(at_step, (math.nan, math.nan))[0] if at_step else math.nan
-            best = min(points, key=lambda p: p[1] if math.isfinite(p[1]) else math.inf)
+            sign = 1 if args.metric == "fid" else -1                 # the lowest FID, the most modes
+            best = min(points, key=lambda p: sign * p[1] if math.isfinite(p[1]) else math.inf)
             lines.append(f"| {variant} | {seed} | {at.get(at_step, math.nan):.1f} | {sl:+.3f} | {best[1]:.1f} ({best[0]}) "
                          f"| {points[-1][0]} | {points[-1][1]:.1f} |")
-    if at_step:
+    if at_step and args.metric == "fid":                 # seeds for a change in FID, from its spread
         lines += seeds_section(args.folder, args.baseline, base, at_step)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "budget.md", "\n".join(lines) + "\n")
@@ -174,8 +195,8 @@ def main() -> None:
     for step, label, style in marks:
         if step:
             ax.axvline(step, color="black", linestyle=style, label=f"{label} = {step}")
-    ax.set(yscale="log", xlabel="training step", ylabel="FID (domain classifier, evaluation sample)",
-           title=f"pilot: FID curves ({args.folder.name})")
+    ax.set(yscale="log", xlabel="training step", ylabel=f"{name} (domain classifier, evaluation sample)",
+           title=f"pilot: {name} curves ({args.folder.name})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.out / "curves.png", dpi=120)

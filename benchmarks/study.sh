@@ -4,7 +4,8 @@
 # R4, R5, 3 seeds each, two runs at a time (in one command, in this order); then every arm to the design's 6
 # seeds (study.toml's `seeds`), soonest decided first (benchmarks/seed_order.py); then (e) the Fashion-MNIST
 # replicate, its arms chosen once from the MNIST records (benchmarks/choose_replicate.py writes
-# benchmarks/study-fashion-mnist.toml; commit it), and (f) the instability counts (benchmarks/instability.toml).
+# benchmarks/study-fashion-mnist.toml; commit it), (f) the instability counts (benchmarks/instability.toml) and
+# (g) the Stacked-MNIST pilot (benchmarks/stacked-mnist-pilot.toml).
 # Every run resumes from its checkpoint and finished runs are skipped (in a fresh checkout, the published records
 # are copied in first), so the same command picks up wherever the last session stopped. Run it at low priority:
 #   PATH=$PWD/.venv/bin:$PATH GANBENCH_DATA=../shared/datasets nohup nice -n 19 bash benchmarks/study.sh > study.log &
@@ -19,7 +20,7 @@ stages=("dcgan R2" "R6" "R1 R3 R4 R5")
 python benchmarks/pin_classifiers.py || exit 2
 # a fresh checkout has no $results: the published records stand in for the runs they finished (their run_ids
 # are the suites'), so those runs are skipped, not trained again; a run folder already here is left alone
-for d in results/published/records/{pilot,study,study-fashion-mnist}/*/seed-*; do
+for d in results/published/records/{pilot,study,study-fashion-mnist,stacked-mnist-pilot-d-quarter,stacked-mnist-pilot-d-half}/*/seed-*; do
   [ -d "$d" ] || continue
   here=$results/${d#results/published/records/}
   [ -e "$here" ] || { mkdir -p "$(dirname "$here")" && cp -r "$d" "$here"; }
@@ -42,3 +43,6 @@ ganbench run --suite $replicate --seeds 3 --jobs 2 --results "$results"
 python benchmarks/pin_classifiers.py --publish fashion-mnist-32px-c1-v2
 ganbench run --suite $replicate --jobs 2 --results "$results"
 ganbench run --suite benchmarks/instability.toml --jobs 2 --results "$results"   # (f)
+# (g) Stacked MNIST's pilot: its budget is read off the baseline's mode counts (choose_budget.py --metric modes,
+# into results/published/stacked-mnist-pilot/); the stage's study suite is written from that budget
+ganbench run --suite benchmarks/stacked-mnist-pilot.toml --jobs 2 --results "$results"

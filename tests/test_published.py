@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,19 @@ def test_the_published_pilot_gives_the_published_budget():
     step, worst = choose_budget.most_plateaued(base)
     assert step == 8000 and worst == pytest.approx(0.058, abs=5e-4)
     assert f"**{step}**" in (ROOT / "results" / "published" / "pilot" / "budget.md").read_text()
+
+
+def test_the_modes_budget_reads_each_evaluations_count_at_one_sample_size():
+    """``--metric modes`` (Stacked MNIST's budget): the curve is the modes covered at each evaluation among the
+    evaluation's 2,560 samples; the final scoring's count among 25,600 (more samples, more modes) is left out.
+    The published Stacked-MNIST records: dcgan seed 0 found 1, 4, 5 modes at steps 250-750, 93 at the end."""
+    folder = ROOT / "results" / "published" / "records" / "stacked-mnist-d-quarter"
+    modes = choose_budget.curves(folder, "modes")
+    assert modes["dcgan"][0] == [(250, 1.0), (500, 4.0), (750, 5.0)]
+    fid = choose_budget.curves(folder)["dcgan"][0]
+    assert [step for step, _ in fid] == [250, 500, 750, 1000]        # FID at n_eval exists at every evaluation
+    slopes = choose_budget.slopes(modes["dcgan"][0])
+    assert slopes[750][0] == pytest.approx(math.log(5) - math.log(4))     # the last third of three: two points
 
 
 def test_the_readmes_verdict_table_is_the_one_its_records_give():
