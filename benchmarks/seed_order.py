@@ -5,9 +5,9 @@
 Every arm still goes to the design's seeds (study.toml's ``seeds``); only the order changes, so that a session
 that stops part-way has spent its hours on the arms whose verdicts the extra seeds can settle. The key is the
 plan's ``seeds_for_effect`` (``ganbench plan``: the seeds per arm at which the effect observed so far would pass
-the strictest step of Holm's correction with 80% power), the smallest over the arm's comparisons; arms the plan gives no figure for (no
-effect, or no interval) come last, in the plan's order. The plan is the published one, rendered from the
-published records, so the order is fixed by what was published, not by runs in progress.
+the strictest step of Holm's correction with 80% power), the smallest over the arm's comparisons; arms the plan
+gives no figure for (no effect, or no interval) come last, in the plan's order. The plan is the published one,
+rendered from the published records, so the order is fixed by what was published, not by runs in progress.
 """
 
 from __future__ import annotations
