@@ -44,6 +44,8 @@ class ArchSpec:
     fc_width: int = 1024            # units of each fully connected hidden layer
     g_fc_width: int | None = None   # units of G's FC hidden layers, where they differ from fc_width
     d_fc_width: int | None = None   # units of D's FC hidden layers, where they differ from fc_width
+    g_matched_width: int | None = None   # G's stage width where a variant's parameter matching (match_params=
+    d_matched_width: int | None = None   # "width") solved it; None: g_width, d_width (the protocol's)
     g_bn: BNPlacement = "paper"     # BN in G: "paper" (all but the output), "none", "all", or a bool per layer
     d_bn: BNPlacement = "paper"     # BN in D: "paper" (all but the input), "none", "all", or a bool per layer
     g_act: str = "relu"             # G's hidden activation: "relu", "leakyrelu" or "maxout"
@@ -63,7 +65,7 @@ class ArchSpec:
         _check(self, "channels", self.channels in (1, 3), "1 or 3")
         for name in ("z_dim", "g_width", "d_width", "fc_width", "kernel"):
             _check(self, name, isinstance(getattr(self, name), int) and getattr(self, name) >= 1, "an integer >= 1")
-        for name in ("g_fc_width", "d_fc_width"):
+        for name in ("g_fc_width", "d_fc_width", "g_matched_width", "d_matched_width"):
             value = getattr(self, name)
             _check(self, name, value is None or isinstance(value, int) and value >= 1, "None or an integer >= 1")
         if isinstance(self.bias, bool):  # records and TOML from before the policies: False -> "none", True -> "all"
@@ -100,6 +102,16 @@ class ArchSpec:
     def d_fc_units(self) -> int:
         """Units of each of D's FC hidden layers."""
         return self.fc_width if self.d_fc_width is None else self.d_fc_width
+
+    @property
+    def g_stage_width(self) -> int:
+        """Channels of G's last hidden stage: the matched width where one was solved, else the protocol's."""
+        return self.g_width if self.g_matched_width is None else self.g_matched_width
+
+    @property
+    def d_stage_width(self) -> int:
+        """Channels of D's first stage: the matched width where one was solved, else the protocol's."""
+        return self.d_width if self.d_matched_width is None else self.d_matched_width
 
     @property
     def stages(self) -> int:
@@ -320,7 +332,7 @@ def generator_plan(a: ArchSpec) -> list[Stage]:
     """G from z to the image: FC hidden layers, the projection to 4x4, one upsampling stage per doubling."""
     bn = bn_flags(a.g_bn, g_layer_count(a), exempt=-1, network="g")
     paper = bn_flags("paper", g_layer_count(a), exempt=-1, network="g")
-    chans = [a.g_width * 2 ** (a.stages - 1 - i) for i in range(a.stages)]   # per stage, the 4x4 one first
+    chans = [a.g_stage_width * 2 ** (a.stages - 1 - i) for i in range(a.stages)]   # per stage, the 4x4 one first
     fc = [a.g_fc_units] * a.fc_hidden
     ins = [a.z_dim, *fc]                   # the inputs of each FC layer, then of the projection
     shape = [*((f"fc{i}", ins[i], fc[i]) for i in range(a.fc_hidden)),
@@ -335,7 +347,7 @@ def discriminator_plan(a: ArchSpec) -> list[Stage]:
     """D from the image to one logit: one downsampling stage per halving, FC hidden layers, the logit."""
     bn = bn_flags(a.d_bn, d_layer_count(a), exempt=0, network="d") + (False,)   # the logit never has BN
     paper = bn_flags("paper", d_layer_count(a), exempt=0, network="d") + (False,)
-    chans = [a.d_width * 2 ** i for i in range(a.stages)]                       # per stage, the first one first
+    chans = [a.d_stage_width * 2 ** i for i in range(a.stages)]                       # per stage, the first one first
     flat = D_HEADS[a.d_head].width(chans[-1])
     fc = [a.d_fc_units] * a.fc_hidden
     ins = [flat, *fc]                      # the inputs of each FC layer, then of the logit
@@ -391,7 +403,7 @@ def build_discriminator(a: ArchSpec) -> nn.Sequential:
     downs, fc, logit = plan[:a.stages], plan[a.stages:-1], plan[-1]
     head = D_HEADS[a.d_head]
     d, gains = nn.Sequential(), {}
-    # channels x res x res -> d_width x res/2 x res/2 -> ... -> d_width*2^(stages-1) x 4 x 4
+    # channels x res x res -> d_stage_width x res/2 x res/2 -> ... -> d_stage_width*2^(stages-1) x 4 x 4
     for s in downs:
         d.add_module(s.name, _block(a, DOWNSAMPLERS[a.d_downsample](a, s.cin, s.width, s.bias), s, gains))
     # -> the head's features -> (FC hidden layers of d_fc_units) -> one logit per image, shape (N,)

@@ -9,7 +9,7 @@ channels and widths; the variant changes only what it tests.
 Where a change cannot help changing something else too (parameters, FLOPs, a learning rate), the
 ``confound_ratios`` of a variant to ``dcgan`` say by how much, and ``confounded`` names those beyond
 ``CONFOUND_RATIO``; control arms (``no-bn-bias-free``, ``no-bn-he-init``, ``fc-hidden-matched``, ``d-pool-learned``,
-``g-upsample-learned``) isolate the rule.
+``g-upsample-learned``, ``d-maxout-matched``) isolate the rule.
 """
 
 from __future__ import annotations
@@ -91,8 +91,9 @@ class Variant:
     arch: Mapping[str, Any] = field(default_factory=dict)      # ArchSpec fields that differ from the protocol's
     optim: OptimSpec = OptimSpec()              # Adam settings per network
     builder: Callable[[ArchSpec], tuple[nn.Module, nn.Module]] | None = None  # a plugin's own networks
-    match_params: bool = False                  # solve G's and D's FC hidden widths so that each network's parameters
-                                                # are within MATCH_TOLERANCE of dcgan's under the protocol's ArchSpec
+    match_params: bool | str = False            # keep each network's parameters within MATCH_TOLERANCE of dcgan's
+                                                # under the protocol's ArchSpec by solving its FC hidden widths
+                                                # (True or "fc") or its stage width ("width"): see MATCHERS
     primary: str = ""                           # the one primary endpoint: a key of expects (default: the first)
 
     def __post_init__(self):
@@ -103,6 +104,9 @@ class Variant:
         bad = {m: d for m, d in self.expects.items() if d not in DIRECTIONS}
         if bad:
             raise SpecError(f"variant {self.name!r}: expected directions {bad} must be one of {DIRECTIONS}")
+        if self.match_params is not False and self.match_params not in MATCHERS:
+            raise SpecError(f"variant {self.name!r}: match_params={self.match_params!r} must be false, true or one "
+                            f"of {', '.join(repr(k) for k in MATCHERS if isinstance(k, str))}")
         if self.primary and self.primary not in self.expects:
             raise SpecError(f"variant {self.name!r}: primary={self.primary!r} is not one of its expected metrics "
                             f"{sorted(self.expects) or '(none)'}")
@@ -111,11 +115,11 @@ class Variant:
         object.__setattr__(self, "primary", self.primary or next(iter(self.expects), ""))
 
     def arch_spec(self, base: ArchSpec) -> ArchSpec:
-        """The protocol's ArchSpec with this variant's changes (and, with ``match_params``, the FC widths that
+        """The protocol's ArchSpec with this variant's changes (and, with ``match_params``, the widths that
         match dcgan's parameters under it). ``base`` may be an ArchSpec this returned: the result is the same."""
         spec = replace(base, **self.arch)
         if self.match_params:
-            spec = match_fc_widths(spec, _as_paper(base, self.arch), self.builder or build, self.name)
+            spec = MATCHERS[self.match_params](spec, _as_paper(base, self.arch), self.builder or build, self.name)
         return spec
 
     def build(self, base: ArchSpec) -> tuple[nn.Module, nn.Module]:
@@ -127,14 +131,14 @@ class Variant:
 # ---- parameter matching ------------------------------------------------------------------------------
 
 MATCH_TOLERANCE = 0.10   # match_params: each network's parameters within this fraction of dcgan's
-FC_WIDTHS = ("g_fc_width", "d_fc_width")
+SOLVED = ("g_fc_width", "d_fc_width", "g_matched_width", "d_matched_width")   # the fields matching solves for
 _PAPER = {f.name: f.default for f in fields(ArchSpec) if f.default is not MISSING}
 
 
 def _as_paper(base: ArchSpec, changed) -> ArchSpec:
-    """``base`` with the fields a variant changes, and the FC widths matching solves for, at the paper's values:
+    """``base`` with the fields a variant changes, and the widths matching solves for, at the paper's values:
     dcgan under the protocol's ArchSpec, whether ``base`` is that ArchSpec or the variant's resolved one."""
-    return replace(base, **{k: _PAPER[k] for k in {*changed, *FC_WIDTHS}})
+    return replace(base, **{k: _PAPER[k] for k in {*changed, *SOLVED}})
 
 
 def _param_counts(builder, spec: ArchSpec) -> tuple[int, int]:
@@ -179,8 +183,38 @@ def match_fc_widths(spec: ArchSpec, paper: ArchSpec, builder=build, name: str = 
     return replace(spec, g_fc_width=g, d_fc_width=d)
 
 
+def _nearest(count: Callable[[int], int], target: int) -> int:
+    """The width w >= 1 whose count(w) is nearest target (count grows with w)."""
+    lo, hi = 0, 1            # count(lo) < target <= count(hi), width 0 standing for "below any target"
+    while count(hi) < target:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) < target else (lo, mid)
+    return hi if lo == 0 or count(hi) - target <= target - count(lo) else lo
+
+
+@functools.lru_cache(maxsize=64)   # solved once per (protocol, variant), as match_fc_widths
+def match_stage_widths(spec: ArchSpec, paper: ArchSpec, builder=build, name: str = "variant") -> ArchSpec:
+    """``spec`` with G's and D's stage widths (the channels every stage doubles from) solved so that each
+    network's parameters are nearest ``paper``'s (dcgan under the same protocol): a change that widens a network
+    (maxout's k pieces) is paid for with fewer channels, and a network the variant leaves alone keeps the
+    protocol's width. The FLOPs follow the parameters (every stage's convs scale alike). Whole channels cannot
+    always come within MATCH_TOLERANCE at tiny widths (8 at 16 px); what is left shows in ``confound_ratios``."""
+    g_target, d_target = _param_counts(build, paper)
+    g = _nearest(lambda w: _param_counts(builder, replace(spec, g_matched_width=w))[0], g_target)
+    d = _nearest(lambda w: _param_counts(builder, replace(spec, d_matched_width=w))[1], d_target)
+    return replace(spec, g_matched_width=None if g == spec.g_width else g,
+                   d_matched_width=None if d == spec.d_width else d)
+
+
+# match_params -> the solver: (the variant's ArchSpec, dcgan's under the protocol, builder, name) -> ArchSpec
+MATCHERS: dict[bool | str, Callable[..., ArchSpec]] = {True: match_fc_widths, "fc": match_fc_widths,
+                                                        "width": match_stage_widths}
+
+
 def _paper(name: str, *, rule: str, description: str, expects: Mapping[str, str], arch: Mapping[str, Any] = {},
-           optim: OptimSpec = OptimSpec(), match_params: bool = False) -> Variant:
+           optim: OptimSpec = OptimSpec(), match_params: bool | str = False) -> Variant:
     """A variant that breaks one of the paper's rules; its claim is that rule's claim (``RULES``)."""
     return Variant(name, rule=rule, description=description, claim=RULES[rule].claim, expects=expects, arch=arch,
                    optim=optim, match_params=match_params)
@@ -254,6 +288,10 @@ VARIANTS: list[Variant] = [
            arch={"d_act": "relu"}),
     _paper("d-maxout", rule="R5", description="D: maxout (k=2) instead of LeakyReLU, as in the original GAN",
            expects=WORSE_FID, arch={"d_act": "maxout"}),
+    _paper("d-maxout-matched", rule="R5",
+           description="control: d-maxout with D's stage width solved so that its parameters (and FLOPs) are "
+                       "nearest dcgan's (width 23 for 32 at 32 px: within 5%)",
+           expects=WORSE_FID, arch={"d_act": "maxout"}, match_params="width"),
     # R6: optimizer and init
     _paper("adam-beta1-0.9", rule="R6", description="Adam beta1 0.9 instead of 0.5",
            expects={"sample_oscillation": "worse", "loss_oscillation": "worse"}, optim=adam_both(betas=(0.9, 0.999))),

@@ -13,7 +13,7 @@ REGISTRY = {v.name: v for v in catalog().variants}   # the built-ins and whateve
 REQUIRED = """dcgan d-maxpool d-avgpool g-upsample-nearest g-upsample-bilinear no-bn no-bn-gen no-bn-disc bn-all
 no-bn-gen-output no-bn-disc-input fc-hidden d-gap g-conv-input g-leakyrelu g-maxout g-out-linear g-out-sigmoid
 d-relu d-maxout adam-beta1-0.9 adam-lr-1e-3 default-init no-bn-bias-free no-bn-he-init fc-hidden-matched
-d-pool-learned g-upsample-learned""".split()
+d-pool-learned g-upsample-learned d-maxout-matched""".split()
 
 
 def test_every_required_variant_is_there():
@@ -229,6 +229,37 @@ def test_a_learned_resampling_control_starts_as_its_fixed_arm_and_learns(fixed, 
     (D1(G1(z)).mean() - D1(x).mean()).backward()
     opt.step()
     assert all(not torch.equal(m.weight, w) for m, w in zip(resamplers, start))
+
+
+@pytest.mark.parametrize("resolution,width", [(32, 32), (64, 64), (32, 16)])
+def test_d_maxout_matched_pays_for_maxout_with_a_narrower_d(resolution, width):
+    """The maxout control: D keeps maxout's pieces, its stage width solved so that its parameters are the nearest
+    to dcgan's a whole width gives; G is dcgan's own."""
+    base = ArchSpec(resolution=resolution, channels=1, g_width=width, d_width=width)
+    v = BUILTIN["d-maxout-matched"]
+    spec = v.arch_spec(base)
+    assert spec.d_act == "maxout" and spec.g_matched_width is None and 0.6 * width < spec.d_matched_width < width
+    matched, paper = network_size(v, base), network_size(BUILTIN["dcgan"], base)
+    unmatched = network_size(BUILTIN["d-maxout"], base)
+    assert matched["g_params"] == paper["g_params"] and matched["g_flops"] == paper["g_flops"]
+    assert abs(matched["d_params"] / paper["d_params"] - 1) <= 0.06 < unmatched["d_params"] / paper["d_params"] - 1
+    assert abs(matched["d_flops"] / paper["d_flops"] - 1) <= 0.06
+    assert confounded(confound_ratios(v, base)) == [] and confounded(confound_ratios(BUILTIN["d-maxout"], base))
+    # nearest: a channel more or fewer lands farther from dcgan's count
+    for other in (spec.d_matched_width - 1, spec.d_matched_width + 1):
+        near = network_size(Variant("w", "R5", "d", arch={"d_act": "maxout", "d_matched_width": other}), base)
+        assert abs(near["d_params"] - paper["d_params"]) > abs(matched["d_params"] - paper["d_params"])
+    G, D = v.build(base)
+    assert D.down0[0].out_channels == 2 * spec.d_matched_width and D.down1[0].in_channels == spec.d_matched_width
+    assert v.arch_spec(spec) == spec                                     # the same from the recorded ArchSpec
+
+
+def test_match_params_is_false_true_or_a_known_matcher():
+    with pytest.raises(SpecError, match="match_params='depth' must be false, true or one of 'fc', 'width'"):
+        Variant("m", "R5", "d", match_params="depth")
+    fc = Variant("m", "R3", "d", arch={"fc_hidden": 1}, match_params="fc")
+    base = ArchSpec(resolution=32, channels=1, g_width=16, d_width=16)
+    assert fc.arch_spec(base) == BUILTIN["fc-hidden-matched"].arch_spec(base)   # "fc" is what True has always meant
 
 
 def test_match_params_needs_fc_layers():
